@@ -1,0 +1,288 @@
+"""The lake: DuckDB + DuckLake, extensions installed offline, versioned schema migrations.
+
+``connect(config)`` is the one way into the lake. It opens an in-memory DuckDB, loads the
+extensions it needs from the pinned ``duckdb-extension-*`` PyPI packages (falling back to
+DuckDB's repository when online), attaches the lake as ``lake`` and brings its schema up to
+date. Every write goes through ``transaction`` / ``run_transaction`` so it commits whole or
+not at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from papersys.config import Config, LakeConfig
+from papersys.errors import LakeError
+
+LAKE_ALIAS = "lake"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+# Append-only: never edit an applied migration, add a new version instead.
+# Version ranges by stage: 1-9 core/ingestion, 10-19 embedding, 20-29 migration, 30-39 operations.
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "raw records and harvests",
+        (
+            """CREATE TABLE IF NOT EXISTS raw_records (
+                arxiv_id VARCHAR NOT NULL,
+                datestamp DATE,
+                set_specs VARCHAR[],
+                deleted BOOLEAN NOT NULL,
+                metadata_prefix VARCHAR,
+                payload_xml VARCHAR,
+                source VARCHAR NOT NULL,
+                harvest_id VARCHAR,
+                landed_at TIMESTAMP WITH TIME ZONE NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS harvests (
+                harvest_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                endpoint VARCHAR,
+                metadata_prefix VARCHAR,
+                set_spec VARCHAR,
+                from_date DATE,
+                until_date DATE,
+                status VARCHAR NOT NULL,
+                resumption_token VARCHAR,
+                pages INTEGER NOT NULL,
+                records BIGINT NOT NULL,
+                deleted_records BIGINT NOT NULL,
+                complete_list_size BIGINT,
+                first_response_date TIMESTAMP WITH TIME ZONE,
+                last_response_date TIMESTAMP WITH TIME ZONE,
+                started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                finished_at TIMESTAMP WITH TIME ZONE,
+                error VARCHAR
+            )""",
+        ),
+    ),
+]
+
+# Extensions by the PyPI package that carries them (duckdb-extension-<name>).
+_PACKAGED_EXTENSIONS = {
+    "ducklake": "duckdb_extension_ducklake",
+    "sqlite_scanner": "duckdb_extension_sqlite_scanner",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",
+}
+
+
+def _packaged_extension_file(name: str) -> Path | None:
+    module_name = _PACKAGED_EXTENSIONS.get(name)
+    if module_name is None:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    version = duckdb.__version__
+    for base in module.__path__:
+        candidate = Path(base) / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+        if candidate.is_file():
+            return candidate
+        # A package built for another DuckDB version would not load; say so below.
+    return None
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """LOAD an extension, installing it from its PyPI package first if needed (no network)."""
+    try:
+        con.execute(f"LOAD {name}")
+        return
+    except duckdb.Error:
+        pass
+    packaged = _packaged_extension_file(name)
+    try:
+        if packaged is not None:
+            con.execute(f"INSTALL '{_sql_str(str(packaged))}'")
+        else:
+            con.execute(f"INSTALL {name}")
+        con.execute(f"LOAD {name}")
+    except duckdb.Error as exc:
+        package = "duckdb-extension-" + name.replace("_", "-")
+        raise LakeError(
+            f"cannot load DuckDB extension '{name}': {_first_line(exc)}; "
+            f"install the package: pip install '{package}=={duckdb.__version__}'"
+        ) from None
+
+
+def prepare_connection(con: duckdb.DuckDBPyConnection, lake: LakeConfig) -> None:
+    """Load the extensions this lake needs and attach it as ``lake``. Safe to call twice."""
+    con.execute("SET autoinstall_known_extensions = false")
+    catalog = lake.catalog_uri
+    load_extension(con, "ducklake")
+    if catalog.startswith("ducklake:sqlite:"):
+        load_extension(con, "sqlite_scanner")
+        _make_dir(Path(catalog.removeprefix("ducklake:sqlite:")).parent)
+    elif catalog.startswith(("ducklake:postgres:", "ducklake:postgresql:")):
+        load_extension(con, "postgres_scanner")
+    data = lake.data_uri
+    if "://" in data:
+        if not data.startswith("file://"):
+            load_extension(con, "httpfs")
+    else:
+        _make_dir(Path(data))
+    attached = {
+        row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+    }
+    if LAKE_ALIAS in attached:
+        return
+    try:
+        con.execute(f"ATTACH '{_sql_str(catalog)}' AS {LAKE_ALIAS} (DATA_PATH '{_sql_str(data)}')")
+    except duckdb.Error as exc:
+        raise LakeError(
+            f"cannot open the lake at {catalog} (data {data}): {_first_line(exc)}; "
+            "check [lake] in the config or PAPERSYS_LAKE_ROOT"
+        ) from None
+
+
+def connect(config: Config, *, migrate: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open DuckDB with the lake attached as ``lake`` (and in use), schema up to date."""
+    con = duckdb.connect(":memory:")
+    try:
+        prepare_connection(con, config.lake)
+        con.execute(f"USE {LAKE_ALIAS}")
+        if migrate:
+            apply_migrations(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    if not table_exists(con, "schema_migrations"):
+        return 0
+    row = con.execute(
+        f"SELECT coalesce(max(version), 0) FROM {LAKE_ALIAS}.schema_migrations"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def apply_migrations(
+    con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None = None
+) -> int:
+    """Apply pending migrations, each in its own transaction; return the resulting version.
+
+    Several processes may open a new lake at once: a commit conflict means another one got
+    there first, so re-read the version and carry on.
+    """
+    pending_list = sorted(migrations or MIGRATIONS, key=lambda m: m.version)
+
+    def step() -> int:
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {LAKE_ALIAS}.schema_migrations (
+                version INTEGER NOT NULL, name VARCHAR NOT NULL,
+                applied_at TIMESTAMP WITH TIME ZONE NOT NULL)"""
+        )
+        return schema_version(con)
+
+    current = run_transaction(con, step)
+    for migration in pending_list:
+        if migration.version <= current:
+            continue
+
+        def apply(m: Migration = migration) -> int:
+            version = schema_version(con)
+            if version >= m.version:
+                return version
+            for statement in m.statements:
+                con.execute(statement.replace("{lake}", LAKE_ALIAS))
+            con.execute(
+                f"INSERT INTO {LAKE_ALIAS}.schema_migrations VALUES (?, ?, now())",
+                [m.version, m.name],
+            )
+            return m.version
+
+        current = run_transaction(con, apply)
+    return current
+
+
+def is_conflict(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "conflict" in text or "database is locked" in text or "busy" in text
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, rolled back on any error (including KeyboardInterrupt)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def run_transaction(
+    con: duckdb.DuckDBPyConnection,
+    body: Callable[[], T],
+    *,
+    retries: int = 8,
+    base_delay: float = 0.05,
+) -> T:
+    """Run ``body`` in a transaction; on a commit conflict with another writer, retry it."""
+    attempt = 0
+    while True:
+        try:
+            with transaction(con):
+                return body()
+        except duckdb.Error as exc:
+            if not is_conflict(exc) or attempt >= retries:
+                raise
+            attempt += 1
+            time.sleep(base_delay * (2**attempt) * (0.5 + random.random()))
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str, database: str = LAKE_ALIAS) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+        [database, name],
+    ).fetchone()
+    if row and row[0]:
+        return True
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND view_name = ?",
+        [database, name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LakeError(
+            f"cannot create lake directory {path}: {exc.strerror}; "
+            "set [lake].root or PAPERSYS_LAKE_ROOT to a writable place"
+        ) from None
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
