@@ -165,5 +165,20 @@ def status(
     console.print(harvests)
 
 
+# --- ingest (papersys/ingestion) ---
+
+
+# --- transform (papersys/transform.py) ---
+
+
+# --- embed-gaps (papersys/embedding) ---
+
+
+# --- migrate (papersys/migration) ---
+
+
+# --- operate: schedule, export, snapshots, rollback, maintain, demo ---
+
+
 def main() -> None:
     app()

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import duckdb
 
-from papersys.config import Config, LakeConfig
+from papersys.config import Config, LakeConfig, check_model_name
 from papersys.errors import LakeError
 
 LAKE_ALIAS = "lake"
@@ -72,6 +72,50 @@ MIGRATIONS: list[Migration] = [
                 updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
                 finished_at TIMESTAMP WITH TIME ZONE,
                 error VARCHAR
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "embedding registry, rejected vectors, legacy papers",
+        (
+            # One row per configured model; embeddings_<name> tables are created from it.
+            """CREATE TABLE IF NOT EXISTS embedding_models (
+                name VARCHAR NOT NULL,
+                model_id VARCHAR NOT NULL,
+                dim INTEGER NOT NULL,
+                backend VARCHAR NOT NULL,
+                registered_at TIMESTAMP WITH TIME ZONE NOT NULL
+            )""",
+            # Vectors that failed validation (NaN, zero, wrong dim, ...): never stored in
+            # embeddings_<model>; missing_embeddings reports these papers with reason 'invalid'.
+            """CREATE TABLE IF NOT EXISTS embedding_rejects (
+                model VARCHAR NOT NULL,
+                arxiv_id VARCHAR NOT NULL,
+                text_sha256 VARCHAR,
+                problem VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                detail VARCHAR,
+                recorded_at TIMESTAMP WITH TIME ZONE NOT NULL
+            )""",
+            # Paper metadata from legacy datasets; dbt unions it under OAI records (OAI wins).
+            """CREATE TABLE IF NOT EXISTS legacy_papers (
+                arxiv_id VARCHAR NOT NULL,
+                title VARCHAR,
+                abstract VARCHAR,
+                authors VARCHAR[],
+                categories VARCHAR[],
+                primary_category VARCHAR,
+                submitted_at DATE,
+                updated_at DATE,
+                doi VARCHAR,
+                journal_ref VARCHAR,
+                comments VARCHAR,
+                license VARCHAR,
+                embedded_text VARCHAR,
+                source_file VARCHAR,
+                migration_run_id VARCHAR,
+                landed_at TIMESTAMP WITH TIME ZONE NOT NULL
             )""",
         ),
     ),
@@ -253,6 +297,54 @@ def run_transaction(
                 raise
             attempt += 1
             time.sleep(base_delay * (2**attempt) * (0.5 + random.random()))
+
+
+def embeddings_table(name: str) -> str:
+    """Table name for a model's vectors; the name is validated before it reaches SQL."""
+    return f"embeddings_{check_model_name(name)}"
+
+
+def ensure_model_tables(con: duckdb.DuckDBPyConnection, config: Config) -> list[str]:
+    """Register every configured model and create its ``embeddings_<name>`` table.
+
+    A model whose registered dimension differs from the config is an error: its stored
+    vectors would no longer match (rename the model to start a new table).
+    """
+    created: list[str] = []
+
+    def body() -> None:
+        registered = {
+            name: dim
+            for name, dim in con.execute(
+                f"SELECT name, dim FROM {LAKE_ALIAS}.embedding_models"
+            ).fetchall()
+        }
+        for name, model in config.embedding.models.items():
+            table = embeddings_table(name)
+            if name in registered and registered[name] != model.dim:
+                raise LakeError(
+                    f"model '{name}' is registered with dim {registered[name]} but the config "
+                    f"says {model.dim}; use a new model name for a different model"
+                )
+            if name not in registered:
+                con.execute(
+                    f"INSERT INTO {LAKE_ALIAS}.embedding_models VALUES (?, ?, ?, ?, now())",
+                    [name, model.model, model.dim, model.backend],
+                )
+            if not table_exists(con, table):
+                con.execute(
+                    f"""CREATE TABLE IF NOT EXISTS {LAKE_ALIAS}.{table} (
+                        arxiv_id VARCHAR NOT NULL,
+                        embedding FLOAT[{int(model.dim)}] NOT NULL,
+                        text_sha256 VARCHAR NOT NULL,
+                        model_id VARCHAR NOT NULL,
+                        embedded_at TIMESTAMP WITH TIME ZONE NOT NULL
+                    )"""
+                )
+                created.append(table)
+
+    run_transaction(con, body)
+    return created
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str, database: str = LAKE_ALIAS) -> bool:

@@ -87,3 +87,18 @@ def test_unreachable_catalog_is_a_clear_error(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setenv("PAPERSYS_LAKE_ROOT", str(blocker / "lake"))
     with pytest.raises(LakeError, match="cannot create lake directory"):
         lake.connect(load_config())
+
+
+def test_model_tables_follow_the_config(con, config: Config) -> None:
+    assert lake.ensure_model_tables(con, config) == ["embeddings_minilm"]
+    assert lake.ensure_model_tables(con, config) == []
+    col = con.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE database_name='lake' "
+        "AND table_name='embeddings_minilm' AND column_name='embedding'"
+    ).fetchone()[0]
+    assert col == "FLOAT[384]"
+    changed = load_config(overrides={"embedding.models.minilm": {"model": "x", "dim": 8}})
+    from papersys.errors import LakeError
+
+    with pytest.raises(LakeError, match="registered with dim 384"):
+        lake.ensure_model_tables(con, changed)
