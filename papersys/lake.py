@@ -307,6 +307,10 @@ def embeddings_table(name: str) -> str:
 def ensure_model_tables(con: duckdb.DuckDBPyConnection, config: Config) -> list[str]:
     """Register every configured model and create its ``embeddings_<name>`` table.
 
+    DuckLake has no fixed-size ARRAY type, so vectors are ``FLOAT[]`` lists whose length is
+    checked on every write (and recorded in ``embedding_models.dim``); cast to ``FLOAT[dim]``
+    when reading if a fixed-size array is needed.
+
     A model whose registered dimension differs from the config is an error: its stored
     vectors would no longer match (rename the model to start a new table).
     """
@@ -335,7 +339,7 @@ def ensure_model_tables(con: duckdb.DuckDBPyConnection, config: Config) -> list[
                 con.execute(
                     f"""CREATE TABLE IF NOT EXISTS {LAKE_ALIAS}.{table} (
                         arxiv_id VARCHAR NOT NULL,
-                        embedding FLOAT[{int(model.dim)}] NOT NULL,
+                        embedding FLOAT[] NOT NULL,
                         text_sha256 VARCHAR NOT NULL,
                         model_id VARCHAR NOT NULL,
                         embedded_at TIMESTAMP WITH TIME ZONE NOT NULL

@@ -96,7 +96,9 @@ def test_model_tables_follow_the_config(con, config: Config) -> None:
         "SELECT data_type FROM duckdb_columns() WHERE database_name='lake' "
         "AND table_name='embeddings_minilm' AND column_name='embedding'"
     ).fetchone()[0]
-    assert col == "FLOAT[384]"
+    assert col == "FLOAT[]"
+    dim = con.execute("SELECT dim FROM embedding_models WHERE name='minilm'").fetchone()[0]
+    assert dim == 384
     changed = load_config(overrides={"embedding.models.minilm": {"model": "x", "dim": 8}})
     from papersys.errors import LakeError
 
