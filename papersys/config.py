@@ -116,6 +116,17 @@ class JobSchedule(StrictModel):
     retries: Annotated[int, Field(ge=0)] = 2
     retry_delay: Annotated[float, Field(ge=0)] = 60.0
 
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        from papersys.scheduler import CronError, parse_cron
+
+        try:
+            parse_cron(cron)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+        return cron
+
 
 def _default_jobs() -> dict[str, JobSchedule]:
     return {
@@ -131,6 +142,9 @@ class SchedulerConfig(StrictModel):
     jobs: dict[str, JobSchedule] = Field(default_factory=_default_jobs)
     metrics_port: Annotated[int | None, Field(ge=0, le=65535)] = None
     metrics_textfile: Path | None = None
+    lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        900.0, description="A job's lease lasts this long unless renewed (a heartbeat renews it)."
+    )
 
 
 class Config(StrictModel):
