@@ -175,42 +175,6 @@ MIGRATIONS: list[Migration] = [
                 ('ingest'), ('transform'), ('embed'), ('embedding_backfill'), ('maintain')""",
         ),
     ),
-    Migration(
-        30,
-        "scheduler job runs and job leases",
-        (
-            # One row per attempt, appended when the attempt ends (append-only: no update
-            # conflicts between processes; a running job shows up in job_leases).
-            """CREATE TABLE IF NOT EXISTS job_runs (
-                run_id VARCHAR NOT NULL,
-                job VARCHAR NOT NULL,
-                trigger VARCHAR NOT NULL,
-                attempt INTEGER NOT NULL,
-                status VARCHAR NOT NULL,
-                started_at TIMESTAMP WITH TIME ZONE NOT NULL,
-                finished_at TIMESTAMP WITH TIME ZONE NOT NULL,
-                duration_s DOUBLE NOT NULL,
-                host VARCHAR,
-                pid INTEGER,
-                error VARCHAR,
-                detail VARCHAR
-            )""",
-            # At most one holder per job: taking a lease UPDATEs the job's row, so two
-            # processes taking it at once conflict at commit and only one wins.
-            """CREATE TABLE IF NOT EXISTS job_leases (
-                job VARCHAR NOT NULL,
-                holder VARCHAR,
-                host VARCHAR,
-                pid INTEGER,
-                acquired_at TIMESTAMP WITH TIME ZONE,
-                renewed_at TIMESTAMP WITH TIME ZONE,
-                expires_at TIMESTAMP WITH TIME ZONE
-            )""",
-            # Seeded here so that the first takers race on an UPDATE, not on an INSERT.
-            """INSERT INTO job_leases (job) VALUES
-                ('ingest'), ('transform'), ('embed'), ('embedding_backfill'), ('maintain')""",
-        ),
-    ),
 ]
 
 # Extensions by the PyPI package that carries them (duckdb-extension-<name>).
