@@ -140,6 +140,24 @@ MIGRATIONS: list[Migration] = [
         ),
     ),
     Migration(
+        10,
+        "embedding leases",
+        (
+            # One row per model while embed-gaps runs for it: taking the lease UPDATEs the
+            # model's row (two takers conflict at commit), every chunk renews it in the chunk's
+            # own transaction, so a run that lost its lease can never write.
+            """CREATE TABLE IF NOT EXISTS embedding_leases (
+                model VARCHAR NOT NULL,
+                holder VARCHAR,
+                host VARCHAR,
+                pid INTEGER,
+                acquired_at TIMESTAMP WITH TIME ZONE,
+                renewed_at TIMESTAMP WITH TIME ZONE,
+                expires_at TIMESTAMP WITH TIME ZONE
+            )""",
+        ),
+    ),
+    Migration(
         30,
         "scheduler job runs and job leases",
         (
