@@ -116,7 +116,8 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show harvests, raw record counts and the last harvest cursor."""
+    """Show raw records, harvests and their cursors, embedding coverage per model x year,
+    the last run of each job, lake size and snapshot count."""
     from papersys.status import collect_status
 
     report = collect_status(get_config(ctx))
@@ -163,6 +164,47 @@ def status(
             h["resumption_token"] or "-",
         )
     console.print(harvests)
+    _render_operations_status(report)
+
+
+def _render_operations_status(report: dict[str, Any]) -> None:
+    """Coverage per model x year, last run of each job, lake size and snapshots."""
+    if report.get("coverage"):
+        coverage = Table(title="embedding coverage", title_justify="left")
+        for col in ("model", "year", "papers", "embedded", "missing", "%"):
+            coverage.add_column(col, justify="left" if col == "model" else "right")
+        for c in report["coverage"]:
+            coverage.add_row(
+                c["model"],
+                str(c["year"] if c["year"] is not None else "-"),
+                f"{c['papers']:,}",
+                f"{c['embedded']:,}",
+                f"{c['missing']:,}",
+                f"{c['percent'] or 0:.1f}",
+            )
+        console.print(coverage)
+    if report.get("jobs"):
+        jobs = Table(title="jobs", title_justify="left")
+        for col in ("job", "last status", "finished", "took", "ok", "failed", "running on"):
+            jobs.add_column(col)
+        for j in report["jobs"]:
+            finished = j.get("finished_at")
+            jobs.add_row(
+                j["job"],
+                j.get("status") or "-",
+                finished.strftime("%Y-%m-%d %H:%M:%S") if finished else "-",
+                f"{j['duration_s']:.1f}s" if j.get("duration_s") is not None else "-",
+                str(j.get("succeeded") or 0),
+                str(j.get("failed") or 0),
+                j.get("running_on") or "-",
+            )
+        console.print(jobs)
+    info = report["lake"]
+    if "data_bytes" in info:
+        console.print(
+            f"lake data: {info['data_files']:,} files, {_human_bytes(info['data_bytes'])}; "
+            f"{info['snapshots']:,} snapshots (current {info['current_snapshot']})"
+        )
 
 
 # --- ingest (papersys/ingestion) ---
@@ -368,6 +410,362 @@ def demo(
 
 
 # --- operate: schedule, export, snapshots, rollback, maintain, demo ---
+
+
+def _job_outcome_line(outcome: Any) -> str:
+    colour = {"succeeded": "green", "failed": "red", "skipped": "yellow"}[outcome.status]
+    attempts = len([r for r in outcome.runs if r.status != "skipped"])
+    took = sum(r.duration_s for r in outcome.runs)
+    text = f"[{colour}]{outcome.status}[/] {outcome.job}"
+    if outcome.status == "skipped":
+        return f"{text}: already running ({outcome.held_by})"
+    text += f" in {took:.1f}s ({attempts} attempt{'s' if attempts != 1 else ''})"
+    if outcome.status == "failed" and outcome.error:
+        text += f": {outcome.error}"
+    return text
+
+
+@app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    once: Annotated[
+        str | None,
+        typer.Option(
+            "--once",
+            metavar="JOB",
+            help="Run JOB now (with its retries) and exit: for cron. "
+            "Jobs: ingest, transform, embed, embedding_backfill, maintain.",
+        ),
+    ] = None,
+    job: Annotated[
+        list[str] | None,
+        typer.Option("--job", "-j", help="Only schedule these jobs (repeatable)."),
+    ] = None,
+    list_jobs: Annotated[
+        bool, typer.Option("--list", help="Show the jobs, their schedules and next runs.")
+    ] = False,
+) -> None:
+    """Run the jobs on their cron schedules from [scheduler.jobs] (UTC), or one job with --once.
+
+    A job never runs twice at once, across processes and machines: each run takes the job's
+    lease in the lake first (a run that finds it taken is logged as skipped). Failed attempts
+    are retried (retries, retry_delay doubling); every attempt is logged in lake.job_runs.
+    Metrics go to [scheduler].metrics_textfile after each job and are served on
+    [scheduler].metrics_port while the scheduler runs.
+    """
+    import datetime as dt
+    import threading
+
+    from papersys import metrics
+    from papersys.scheduler import JOBS, Scheduler
+
+    config = get_config(ctx)
+    hook = None
+    if config.scheduler.metrics_textfile is not None:
+
+        def hook() -> None:
+            metrics.write_textfile(config)
+
+    def on_event(event: Any) -> None:
+        if event.kind in ("started", "attempt_failed", "skipped"):
+            stamp = event.at.strftime("%Y-%m-%d %H:%M:%S")
+            err_console.print(f"[dim]{stamp}[/] {event.message}", highlight=False)
+
+    runner = Scheduler(config, on_event=on_event, metrics_hook=hook)
+    if list_jobs:
+        table = Table(title="scheduled jobs (UTC)", title_justify="left")
+        for col in ("job", "cron", "enabled", "retries", "next run", "what it does"):
+            table.add_column(col)
+        upcoming = runner.next_runs(dt.datetime.now(dt.UTC))
+        for name, spec in config.scheduler.jobs.items():
+            nxt = upcoming.get(name)
+            table.add_row(
+                name,
+                spec.cron,
+                "yes" if spec.enabled else "no",
+                str(spec.retries),
+                nxt.strftime("%Y-%m-%d %H:%M") if nxt else "-",
+                JOBS[name].description,
+            )
+        console.print(table)
+        return
+    if once is not None:
+        outcome = runner.run_job(once, trigger="once")
+        console.print(_job_outcome_line(outcome), highlight=False)
+        if outcome.status == "failed":
+            raise typer.Exit(1)
+        return
+    stop = threading.Event()
+    server = None
+    if config.scheduler.metrics_port is not None:
+        server = metrics.MetricsServer(config).start()
+        console.print(f"metrics on http://0.0.0.0:{server.port}/metrics")
+    upcoming = runner.next_runs(dt.datetime.now(dt.UTC))
+    for name, when in sorted(upcoming.items(), key=lambda kv: kv[1]):
+        if not job or name in job:
+            console.print(f"{name:<20} next {when:%Y-%m-%d %H:%M} UTC")
+    try:
+        for outcome in _iter_outcomes(runner, stop, job):
+            console.print(_job_outcome_line(outcome), highlight=False)
+    except KeyboardInterrupt:
+        stop.set()
+        console.print("stopped")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _iter_outcomes(runner: Any, stop: Any, only: list[str] | None) -> Any:
+    """Run the scheduler, yielding each job's outcome as it ends."""
+    import queue
+    import threading
+
+    done: queue.Queue[Any] = queue.Queue()
+    original = runner.run_job
+
+    def run_job(name: str, trigger: str = "once") -> Any:
+        outcome = original(name, trigger)
+        done.put(outcome)
+        return outcome
+
+    runner.run_job = run_job
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            runner.run(stop=stop, only=only)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.put(None)
+
+    thread = threading.Thread(target=loop, name="scheduler", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = done.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    if errors:
+        raise errors[0]
+
+
+@app.command("metrics")
+def metrics_command(
+    ctx: typer.Context,
+    textfile: Annotated[
+        Path | None,
+        typer.Option(help="Write to this file (atomically) instead of printing."),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve /metrics on [scheduler].metrics_port.")
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="Port for --serve (overrides config).")] = None,
+) -> None:
+    """Print Prometheus metrics computed from the lake (right across processes).
+
+    Records and pages harvested, harvest restarts, job runs/failures/retries/durations,
+    vectors per model, embedding gaps per model and reason, snapshots, lake size.
+    """
+    import time
+
+    from papersys import metrics
+
+    config = get_config(ctx)
+    if serve:
+        with metrics.MetricsServer(config, port=port) as server:
+            console.print(f"serving http://0.0.0.0:{server.port}/metrics (Ctrl-C to stop)")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return
+    if textfile is not None:
+        written = metrics.write_textfile(config, textfile)
+        console.print(f"wrote {written}")
+        return
+    print(metrics.scrape(config), end="")  # raw exposition text, no rich markup
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Argument(help="Output directory (created if needed).")],
+    year: Annotated[
+        list[int] | None, typer.Option("--year", "-y", help="Only this year (repeatable).")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Only this model's embeddings (repeatable)."),
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            metavar="REPO",
+            help="Then upload to this Hugging Face dataset repo (token from $HF_TOKEN).",
+        ),
+    ] = None,
+    private: Annotated[bool, typer.Option(help="Create the Hub repo as private.")] = False,
+) -> None:
+    """Export the lake as a Hugging Face dataset: metadata/<year>.parquet and
+    embeddings/<model>/<year>.parquet (fixed-size float32 vectors), each written atomically.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from papersys import export as exporter
+
+    config = get_config(ctx)
+    with Progress(
+        TextColumn("[bold]export[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("export", total=None, last="")
+
+        def on_file(f: Any) -> None:
+            progress.update(task, advance=1, last=str(f.path.relative_to(out_dir)))
+
+        result = exporter.export(config, out_dir, years=year, models=model, on_file=on_file)
+    table = Table(title=f"exported to {out_dir}", title_justify="left")
+    for col, justify in (("file", "left"), ("rows", "right"), ("size", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for f in result.files:
+        table.add_row(str(f.path.relative_to(out_dir)), f"{f.rows:,}", _human_bytes(f.bytes))
+    console.print(table)
+    if push:
+        url = exporter.push(out_dir, push, private=private)
+        console.print(f"pushed to {push}: {url}")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+@app.command("snapshots")
+def snapshots_command(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show this many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the lake's DuckLake snapshots (every commit is one): id, time, what changed."""
+    from papersys import lake
+    from papersys.snapshots import snapshot_rows
+
+    con = lake.connect(get_config(ctx))
+    try:
+        rows = snapshot_rows(con, limit)
+    finally:
+        con.close()
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title="snapshots (newest first)", title_justify="left")
+    for col in ("id", "time (UTC)", "changes", "message"):
+        table.add_column(col, justify="right" if col == "id" else "left")
+    for r in rows:
+        table.add_row(
+            str(r["snapshot_id"]),
+            r["snapshot_time"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["changes"],
+            r["commit_message"] or "",
+        )
+    console.print(table)
+    console.print("time travel: SELECT ... FROM lake.<table> AT (VERSION => <id>)")
+
+
+@app.command("rollback")
+def rollback_command(
+    ctx: typer.Context,
+    to: Annotated[int, typer.Option("--to", help="Snapshot id to go back to (see `snapshots`).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Make the lake's data what it was at snapshot N, in one transaction.
+
+    DuckLake has no in-place rollback, so this rewrites every table that changed after N with
+    its rows as of N (tables created later are emptied). It commits whole or not at all, is
+    itself a new snapshot (roll back the rollback with the id it prints before), and keeps
+    the schema, the job log and the leases as they are. Shows the plan and asks first.
+    """
+    from papersys import lake
+    from papersys.snapshots import plan_rollback, rollback
+
+    con = lake.connect(get_config(ctx))
+    try:
+        plan = plan_rollback(con, to)
+        if plan.empty:
+            console.print(f"nothing to do: no rows changed after snapshot {to}")
+            return
+        table = Table(
+            title=f"rollback to snapshot {to} ({plan.target_time:%Y-%m-%d %H:%M:%S} UTC); "
+            f"now at {plan.current}",
+            title_justify="left",
+        )
+        for col in ("table", "rows now", f"rows at {to}"):
+            table.add_column(col, justify="left" if col == "table" else "right")
+        for item in plan.tables:
+            then = f"{item.rows_then:,}" if item.existed_then else "(created later: emptied)"
+            table.add_row(item.table, f"{item.rows_now:,}", then)
+        console.print(table)
+        if not yes:
+            try:
+                confirmed = typer.confirm("Roll back these tables?", default=False)
+            except (click.exceptions.Abort, typer.Abort, EOFError):
+                confirmed = False
+            if not confirmed:
+                err_console.print("not rolled back (pass --yes to skip this question)")
+                raise typer.Exit(1)
+        result = rollback(con, to, expected_current=plan.current)
+    finally:
+        con.close()
+    console.print(
+        f"[green]rolled back[/] {len(result.plan.tables)} table(s) to snapshot {to}; "
+        f"new snapshot {result.snapshot} (undo: papersys rollback --to {plan.current})"
+    )
+
+
+@app.command("maintain")
+def maintain_command(
+    ctx: typer.Context,
+    retention_days: Annotated[
+        float | None,
+        typer.Option(help="Keep this many days of snapshots ([lake].snapshot_retention_days)."),
+    ] = None,
+) -> None:
+    """Merge small Parquet files, expire snapshots older than the retention, delete unused files.
+
+    Data reads the same before and after; snapshots older than the retention can no longer be
+    time-travelled to or rolled back to.
+    """
+    from papersys import lake
+    from papersys.snapshots import maintain
+
+    config = get_config(ctx)
+    con = lake.connect(config)
+    try:
+        result = maintain(con, config, retention_days=retention_days)
+    finally:
+        con.close()
+    console.print(
+        f"files {result.files_before:,} → {result.files_after:,}, "
+        f"data {_human_bytes(result.bytes_before)} → {_human_bytes(result.bytes_after)}, "
+        f"snapshots {result.snapshots_before:,} → {result.snapshots_after:,} "
+        f"(expired those before {result.expired_before:%Y-%m-%d %H:%M} UTC)"
+    )
 
 
 def main() -> None:

@@ -173,6 +173,8 @@ def plan_rollback(con: duckdb.DuckDBPyConnection, target: int) -> RollbackPlan:
         rows_then = (
             _count(con, f"lake.{_quote(table)} AT (VERSION => {target})") if table in existed else 0
         )
+        if rows_now == 0 and rows_then == 0:
+            continue  # empty then and now: nothing to restore
         plan.tables.append(TablePlan(table, rows_now, rows_then, table in existed))
     return plan
 
