@@ -406,6 +406,146 @@ def demo(
 # --- embed-gaps (papersys/embedding) ---
 
 
+@app.command("embed-gaps")
+def embed_gaps_command(
+    ctx: typer.Context,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="Model name from [embedding.models] (repeatable; default: all)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", help="Embed at most N papers per model.")
+    ] = None,
+    year: Annotated[int | None, typer.Option("--year", help="Only papers of this year.")] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Only gaps of this kind: absent, stale or invalid."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the gaps per reason; embed nothing.")
+    ] = False,
+    isolate: Annotated[
+        bool | None,
+        typer.Option(
+            "--isolate/--in-process",
+            help="Encode in one spawned worker process (default: only for vLLM).",
+        ),
+    ] = None,
+) -> None:
+    """Embed every paper that has no valid, current vector (lake.missing_embeddings).
+
+    Streams gaps in chunks, encodes them, validates every vector (finite, non-zero, right
+    dimension) and writes each chunk in one transaction, replacing stale rows. Safe to
+    interrupt and rerun; a second run for the same model at the same time is refused.
+
+    Example: papersys embed-gaps --model minilm --year 2024 --limit 10000
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from papersys.embedding.runner import ModelRun, embed_gaps
+
+    config = get_config(ctx)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]:>8} docs/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+    started: dict[str, float] = {}
+
+    def on_model_start(run: ModelRun) -> None:
+        label = f"{run.model} (loading model)" if run.total_gaps else run.model
+        tasks[run.model] = progress.add_task(label, total=None, rate="-")
+
+    def on_progress(model: str, done: int, total: int) -> None:
+        import time
+
+        task = tasks[model]
+        now = time.perf_counter()
+        if done == 0 or model not in started:
+            started[model] = now
+            progress.update(task, description=model)
+        elapsed = now - started[model]
+        rate = f"{done / elapsed:,.1f}" if done and elapsed > 0 else "-"
+        progress.update(task, completed=done, total=total, rate=rate)
+
+    with progress:
+        runs = embed_gaps(
+            config,
+            models or None,
+            limit=limit,
+            year=year,
+            reason=reason,
+            dry_run=dry_run,
+            isolate=isolate,
+            on_progress=None if dry_run else on_progress,
+            on_model_start=None if dry_run else on_model_start,
+        )
+    title = "embedding gaps (dry run)" if dry_run else "embed-gaps"
+    table = Table(title=title, title_justify="left")
+    columns = ["model", "status", "absent", "stale", "invalid"]
+    if not dry_run:
+        columns += ["embedded", "replaced", "rejected", "skipped", "seconds", "docs/s", "device"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "status", "device") else "right")
+    for run in runs:
+        row = [run.model, run.status] + [
+            f"{run.gaps.get(r, 0):,}" for r in ("absent", "stale", "invalid")
+        ]
+        if not dry_run:
+            device = f"{run.encoder.device}/{run.encoder.dtype}" if run.encoder else "-"
+            row += [
+                f"{run.embedded:,}",
+                f"{run.replaced:,}",
+                f"{len(run.rejects):,}",
+                f"{run.skipped:,}",
+                f"{run.seconds:.1f}",
+                f"{run.docs_per_second:,.1f}",
+                device,
+            ]
+        table.add_row(*row)
+    console.print(table)
+    failed = False
+    for run in runs:
+        for reject in run.rejects[:20]:
+            err_console.print(
+                f"[yellow]rejected[/] {run.model} {reject.arxiv_id}: {reject.problem} "
+                f"({reject.detail})",
+                highlight=False,
+            )
+        if len(run.rejects) > 20:
+            err_console.print(
+                f"[yellow]…and {len(run.rejects) - 20} more rejected vectors in "
+                "lake.embedding_rejects[/]"
+            )
+        if run.status == "busy" and run.holder is not None:
+            failed = True
+            err_console.print(
+                f"[bold red]error:[/] model '{run.model}' is being embedded by another run "
+                f"({run.holder.describe()}); nothing done for it, try again later",
+                highlight=False,
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
 # --- migrate (papersys/migration) ---
 
 
