@@ -56,7 +56,7 @@ class RssResult:
 
 
 def feed_url(base: str, categories: str) -> str:
-    cats = [c for c in re.split(r"[+,\s]+", categories) if c]
+    cats = [c for c in re.split(r"[+,]", categories.strip()) if c]
     if not cats:
         raise UsageError("--rss: give categories such as cs.AI+cs.LG")
     for cat in cats:
@@ -188,7 +188,7 @@ def ingest_rss(
             source="rss",
             endpoint=url,
             metadata_prefix=feed.format,
-            set_spec="+".join(c for c in re.split(r"[+,\s]+", categories) if c),
+            set_spec="+".join(c for c in re.split(r"[+,]", categories.strip()) if c),
             from_date=feed.published,
             until_date=feed.published,
         )
