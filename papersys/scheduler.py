@@ -230,10 +230,19 @@ def _job_transform(config: Config) -> dict[str, Any]:
 
 
 def _embed(config: Config, reasons: tuple[str, ...]) -> dict[str, Any]:
-    from papersys.embedding import runner
+    from papersys.embedding.runner import embed_gaps
 
-    result = runner.embed_gaps(config, reasons=reasons)
-    return _plain(result)
+    models: dict[str, dict[str, Any]] = {}
+    for reason in reasons:
+        for run in embed_gaps(config, reason=reason):
+            entry = models.setdefault(run.model, {"gaps": 0, "embedded": 0, "rejected": 0})
+            entry["gaps"] += run.total_gaps
+            entry["embedded"] += run.embedded
+            entry["rejected"] += len(run.rejects)
+            if run.status == "busy":
+                # Another embed-gaps run holds this model: it is filling these gaps.
+                entry["busy"] = True
+    return {"models": models, "reasons": list(reasons)}
 
 
 def _job_embed(config: Config) -> dict[str, Any]:
