@@ -1,7 +1,7 @@
 """Fixture pages for harvester tests, derived from real arXiv OAI-PMH responses.
 
 Real ``<record>`` elements are taken verbatim from the real ListRecords responses under
-``tests/fixtures/real/oai`` and the shared fixtures; derived records keep a real record's
+``tests/fixtures/real/oai`` and ``tests/fixtures/oai/real_*``; derived records keep a real record's
 text and change only its identifier (header and ``<id>``) and datestamp, so pages of any
 length can be chained with either token style:
 
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from conftest import FIXTURES, SHARED_FIXTURES
+from conftest import FIXTURES
 
 RECORD_RE = re.compile(rb"<record>.*?</record>", re.S)
 IDENT_RE = re.compile(rb"<identifier>oai:arXiv\.org:([^<]+)</identifier>")
@@ -36,7 +36,7 @@ PAGE_HEAD = (
 
 def real_listrecords_files() -> list[Path]:
     files = sorted((FIXTURES / "real" / "oai").glob("*listrecords*.xml"))
-    files += sorted((SHARED_FIXTURES / "oai").glob("*listrecords*.xml"))
+    files += sorted((FIXTURES / "oai").glob("real_*listrecords*.xml"))
     return files
 
 

@@ -8,7 +8,7 @@ import time
 
 import oai_server
 import pytest
-from conftest import FIXTURES, SHARED_FIXTURES
+from conftest import FIXTURES
 
 from papersys import lake
 from papersys.config import load_config
@@ -18,7 +18,6 @@ from papersys.ingestion.oai import IngestError, OAIClient, OAIProtocolError, ret
 from papersys.ingestion.replay import OAIReplay, ReplayServer, Reply
 from papersys.ingestion.rss import ingest_rss
 
-REAL = SHARED_FIXTURES / "oai"
 DERIVED = FIXTURES / "oai"
 
 
@@ -124,7 +123,7 @@ def test_paging_lands_every_record_once(fast_config, style) -> None:
 
 
 def test_landed_payload_is_the_metadata_element(fast_config) -> None:
-    pages = [(REAL / "arxivraw_listrecords_excerpt.xml").read_bytes()]
+    pages = [(DERIVED / "real_arxivraw_listrecords_excerpt.xml").read_bytes()]
     pages[0] = pages[0].replace(b">726959|1001<", b"><")  # make it the last page
     with serve(pages) as server:
         harvest(fast_config, endpoint=server.url)
@@ -355,7 +354,7 @@ def test_persistently_malformed_page_is_reported_with_its_url(fast_config) -> No
 
 
 def test_oai_error_is_reported(fast_config) -> None:
-    real = (REAL / "error_norecordsmatch.xml").read_bytes()
+    real = (DERIVED / "real_error_norecordsmatch.xml").read_bytes()
     body = real.replace(b'code="noRecordsMatch"', b'code="badArgument"')
     with (
         serve([b"<x/>"], lambda n, p: Reply(body=body)) as server,
@@ -465,7 +464,7 @@ def test_incremental_from_last_response_date_and_no_records_match(fast_config) -
 
 
 def test_real_no_records_match_response(fast_config) -> None:
-    body = (REAL / "error_norecordsmatch.xml").read_bytes()
+    body = (DERIVED / "real_error_norecordsmatch.xml").read_bytes()
     with serve([b"<x/>"], lambda n, p: Reply(body=body)) as server:
         [result] = harvest(fast_config, endpoint=server.url, from_date=dt.date(2015, 6, 1))
     assert result.nothing_new and result.status == "completed" and result.records == 0

@@ -6,7 +6,7 @@ import datetime as dt
 
 import oai_server
 import pytest
-from conftest import FIXTURES, SHARED_FIXTURES
+from conftest import FIXTURES
 from lxml import etree
 
 from papersys.ingestion.parser import (
@@ -17,12 +17,11 @@ from papersys.ingestion.parser import (
 )
 from papersys.ingestion.rss import parse_feed
 
-REAL = SHARED_FIXTURES / "oai"
 DERIVED = FIXTURES / "oai"
 
 
 def test_real_listrecords_page() -> None:
-    page = parse_page((REAL / "arxivraw_listrecords_excerpt.xml").read_bytes())
+    page = parse_page((DERIVED / "real_arxivraw_listrecords_excerpt.xml").read_bytes())
     assert page.error is None
     assert page.response_date == dt.datetime(2015, 1, 6, 20, 49, 59, tzinfo=dt.UTC)
     assert page.resumption_token == "726959|1001"
@@ -76,8 +75,8 @@ def test_every_real_record_round_trips_verbatim() -> None:
 @pytest.mark.parametrize(
     ("path", "code"),
     [
-        (REAL / "error_badresumptiontoken.xml", "badResumptionToken"),
-        (REAL / "error_norecordsmatch.xml", "noRecordsMatch"),
+        (DERIVED / "real_error_badresumptiontoken.xml", "badResumptionToken"),
+        (DERIVED / "real_error_norecordsmatch.xml", "noRecordsMatch"),
     ],
 )
 def test_real_error_responses(path, code) -> None:
@@ -150,7 +149,7 @@ def test_parser_frees_records_as_it_goes() -> None:
 
 
 def test_arxivraw_fields() -> None:
-    page = parse_page((REAL / "arxivraw_listrecords_excerpt.xml").read_bytes())
+    page = parse_page((DERIVED / "real_arxivraw_listrecords_excerpt.xml").read_bytes())
     fields = parse_metadata(page.records[0].payload_xml or "")
     assert fields["format"] == "arXivRaw"
     assert fields["arxiv_id"] == "0704.0471"
