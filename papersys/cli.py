@@ -403,6 +403,71 @@ def demo(
 # --- transform (papersys/transform.py) ---
 
 
+@app.command("transform")
+def transform_command(
+    ctx: typer.Context,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", "-s", help="dbt node selection, e.g. papers+ (repeatable)."),
+    ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option("--full-refresh", help="Rebuild papers from every raw record."),
+    ] = False,
+    skip_tests: Annotated[
+        bool, typer.Option("--skip-tests", help="dbt run instead of dbt build (no data tests).")
+    ] = False,
+) -> None:
+    """Run the dbt project on the lake (dbt build): papers, missing_embeddings, coverage.
+
+    Incremental by default: only raw records landed since the last run are parsed and merged
+    into papers (tombstones remove papers). Every configured embedding model is registered first,
+    so the gap views cover it. Example: papersys transform --select papers+
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from papersys.transform import run_build
+
+    config = get_config(ctx)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("[dim]{task.completed} done"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("dbt build", total=None)
+
+        def on_node(name: str, status: str) -> None:
+            if status == "started":
+                progress.update(task, description=f"dbt: {name}")
+            else:
+                progress.advance(task)
+
+        result = run_build(
+            config,
+            command="run" if skip_tests else "build",
+            select=select or (),
+            full_refresh=full_refresh,
+            on_node=on_node,
+        )
+    table = Table(title=f"dbt {result.command}", title_justify="left")
+    for col in ("node", "type", "status", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for node in result.nodes:
+        colour = "green" if node.status in {"success", "pass"} else "yellow"
+        table.add_row(
+            node.name, node.resource_type, f"[{colour}]{node.status}[/]", f"{node.seconds:.2f}"
+        )
+    console.print(table)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    console.print(
+        f"[green]ok[/] dbt {result.command} in {result.seconds:.1f}s ({counts}); "
+        f"models: {', '.join(result.models_registered) or 'none'}"
+    )
+
+
 # --- embed-gaps (papersys/embedding) ---
 
 

@@ -2,10 +2,11 @@
 
 dbt-duckdb calls ``configure_connection`` before it runs the profile's ``attach:`` entries, so
 the lake is attached here the way ``papersys.lake.connect`` does it: extensions loaded from
-the pinned PyPI packages (no network), the catalog and data path taken from papersys's
-config (``PAPERSYS_CONFIG`` / ``./papersys.toml`` / ``PAPERSYS_LAKE_ROOT``), schema migrations
-applied and every configured embedding model registered. A bare ``dbt build`` therefore works
-on a fresh clone, offline, on the same lake as ``papersys transform``.
+the pinned PyPI packages (no network), the catalog and data path taken from papersys's config
+(``PAPERSYS_CONFIG`` / ``./papersys.toml`` / ``PAPERSYS_LAKE_ROOT``; ``papersys transform`` hands
+over its own config instead), schema migrations applied and every configured embedding model
+registered. A bare ``dbt build`` therefore works on a fresh clone, offline, on the same lake as
+``papersys transform``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
 from papersys import lake
-from papersys.config import load_config
+from papersys.config import Config, load_config
+
+_current: Config | None = None
+
+
+def set_config(config: Config | None) -> Config | None:
+    """Use ``config`` for connections opened from now on (None: look it up); return the old one."""
+    global _current
+    previous, _current = _current, config
+    return previous
 
 
 class Plugin(BasePlugin):
@@ -25,11 +35,10 @@ class Plugin(BasePlugin):
         self.config_file = plugin_config.get("config_file")
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        config = load_config(self.config_file)
+        config = _current if _current is not None else load_config(self.config_file)
         lake.prepare_connection(conn, config.lake)
         conn.execute(f"USE {lake.LAKE_ALIAS}")
         lake.apply_migrations(conn)
         lake.ensure_model_tables(conn, config)
-        # dbt's models and the in-memory main database share the session: go back to memory
-        # so dbt's own temp objects land there, not in the lake catalog.
+        # dbt's temporary relations belong in the in-memory database, not the lake catalog.
         conn.execute("USE memory")

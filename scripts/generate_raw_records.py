@@ -102,7 +102,8 @@ def _records_sql(first: int, count: int, datestamp_sql: str, version_bump: int) 
               || '</date><size>' || (100 + (h >> v) % 900) || 'kb</size>'
               || '<source_type>D</source_type></version>', '')
             FROM range(versions) r(v))
-        || '<title>' || p.title || ' number ' || ids.i || ' &amp; more</title>'
+        || '<title>' || p.title || ' number ' || ids.i
+        || CASE WHEN h % 10 = 0 THEN ' &amp; more' ELSE '' END || '</title>'
         || '<authors>' || array_to_string(list_transform(range(n_authors),
               k -> {names}[1 + (h + k * 7) % 20]
                    || CASE WHEN k = 0 AND h % 5 = 0 THEN ' (Univ. of Somewhere, Lab)' ELSE '' END
@@ -116,7 +117,9 @@ def _records_sql(first: int, count: int, datestamp_sql: str, version_bump: int) 
               || '<doi>10.1103/PhysRevD.' || (h % 110) || '.' || (h % 99999) || '</doi>'
            ELSE '' END
         || '<license>http://arxiv.org/licenses/nonexclusive-distrib/1.0/</license>'
-        || '<abstract>  ' || p.abstract || ' with &lt;x&gt; = ' || (h % 1000) || chr(10)
+        || '<abstract>  ' || p.abstract
+        || CASE WHEN h % 10 = 1 THEN ' with &lt;x&gt; = ' ELSE ' with x = ' END || (h % 1000)
+        || chr(10)
         || '</abstract></arXivRaw>' AS payload_xml
       FROM ids JOIN gen_pool p ON p.i = ids.h % {_POOL}
     )
