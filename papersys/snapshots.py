@@ -207,22 +207,14 @@ def rollback(
     if plan.empty:
         return RollbackResult(plan, plan.current)
 
-    def body() -> int:
-        if current_snapshot(con) != plan.current:
-            # A concurrent commit landed: the plan is stale; retried bodies re-plan below.
-            raise PapersysError(
-                f"the lake changed during the rollback (now past snapshot {plan.current}); "
-                "run it again"
-            )
-        con.execute(
-            f"CALL {lake.LAKE_ALIAS}.set_commit_message('papersys', ?)",
-            [f"rollback to snapshot {target}"],
-        )
-        for item in plan.tables:
-            name = f"lake.{_quote(item.table)}"
-            con.execute(f"DELETE FROM {name}")
+    # DuckLake reads `AT (VERSION => n)` through the transaction's own deletes, so the rows
+    # as of the target are staged in temp tables (outside the lake) before anything is deleted.
+    staged: dict[str, tuple[str, str]] = {}
+    try:
+        for number, item in enumerate(plan.tables):
             if not item.existed_then:
                 continue
+            name = f"lake.{_quote(item.table)}"
             # Columns as they were at the snapshot; later ones get their defaults (NULL).
             columns = [
                 row[0]
@@ -231,13 +223,37 @@ def rollback(
                 ).fetchall()
             ]
             column_list = ", ".join(_quote(c) for c in columns)
+            temp = f"temp.main.papersys_rollback_{number}"
             con.execute(
-                f"INSERT INTO {name} ({column_list}) "
+                f"CREATE OR REPLACE TEMP TABLE papersys_rollback_{number} AS "
                 f"SELECT {column_list} FROM {name} AT (VERSION => {target})"
             )
-        return plan.current
+            staged[item.table] = (temp, column_list)
 
-    lake.run_transaction(con, body, retries=0)
+        def body() -> int:
+            if current_snapshot(con) != plan.current:
+                raise PapersysError(
+                    f"the lake changed during the rollback (now past snapshot {plan.current}); "
+                    "run it again"
+                )
+            con.execute(
+                f"CALL {lake.LAKE_ALIAS}.set_commit_message('papersys', ?)",
+                [f"rollback to snapshot {target}"],
+            )
+            for item in plan.tables:
+                name = f"lake.{_quote(item.table)}"
+                con.execute(f"DELETE FROM {name}")
+                if item.table in staged:
+                    temp, column_list = staged[item.table]
+                    con.execute(
+                        f"INSERT INTO {name} ({column_list}) SELECT {column_list} FROM {temp}"
+                    )
+            return plan.current
+
+        lake.run_transaction(con, body, retries=0)
+    finally:
+        for temp, _ in staged.values():
+            con.execute(f"DROP TABLE IF EXISTS {temp}")
     log.info("rolled back %d table(s) to snapshot %d", len(plan.tables), target)
     return RollbackResult(plan, current_snapshot(con))
 
