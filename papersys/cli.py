@@ -613,6 +613,188 @@ def embed_gaps_command(
 
 # --- migrate (papersys/migration) ---
 
+migrate_app = typer.Typer(
+    cls=_Group,
+    help="Import legacy datasets (yearly Parquet, split CSV/Parquet, sharded pairs) and report.",
+    no_args_is_help=True,
+)
+app.add_typer(migrate_app, name="migrate")
+
+
+@migrate_app.command("legacy")
+def migrate_legacy_command(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Folder of a legacy dataset, or hf://datasets/<owner>/<name> (needs network)."
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read, validate and report; write nothing.")
+    ] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help='TOML: [columns] their_name = "our_name", [models] alias = "model", shape = "A".',
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="ALIAS=MODEL_ID:DIM (define a model, e.g. jasper_v1=NovaSearch/jasper_en_vision"
+            "_language_v1:1024) or ALIAS=NAME (a configured model). Repeatable.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Rows per record batch and per transaction.")
+    ] = 4096,
+    show: Annotated[int, typer.Option("--show", help="Defect lines to print.")] = 40,
+) -> None:
+    """Import a legacy dataset into the lake, streaming, and report every defect.
+
+    Metadata goes to legacy_papers (dbt's papers includes it); vectors go to
+    embeddings_<model> only when valid (finite, non-zero, right dimension, known id); invalid
+    ones go to embedding_rejects so `embed-gaps` recomputes them. Idempotent: a rerun replaces
+    rows by id. Each run is recorded in migration_runs with a manifest of files and checksums.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from papersys.migration import migrate_legacy
+
+    config = get_config(ctx)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} rows"),
+        TimeElapsedColumn(),
+        _rate_eta_column(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("reading", total=None)
+
+        def on_progress(p: Any) -> None:
+            progress.update(task, description=p.file, completed=p.rows_done, total=p.rows_total)
+
+        result = migrate_legacy(
+            config,
+            source,
+            dry_run=dry_run,
+            mapping_file=mapping,
+            model_specs=model,
+            batch_size=batch_size,
+            on_progress=on_progress,
+        )
+    _render_migration(result, show)
+
+
+@migrate_app.command("report")
+def migrate_report_command(
+    ctx: typer.Context,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Run id (default: the latest completed run).")
+    ] = None,
+    runs: Annotated[bool, typer.Option("--runs", help="List the recorded runs instead.")] = False,
+    show: Annotated[int, typer.Option("--show", help="Defect lines to print.")] = 40,
+) -> None:
+    """Print the migration report (the same figures as the dbt models migration_report and
+    migration_issues in `dbt docs`)."""
+    from papersys.migration.report import list_runs, load_report
+
+    config = get_config(ctx)
+    if runs:
+        table = Table(title="migration runs", title_justify="left")
+        for col in ("run", "source", "shape", "status", "started", "finished", "error"):
+            table.add_column(col)
+        for r in list_runs(config):
+            table.add_row(
+                r["run_id"],
+                str(r["source"]),
+                str(r["shape"]),
+                str(r["status"]),
+                str(r["started_at"])[:19],
+                str(r["finished_at"] or "-")[:19],
+                str(r["error"] or ""),
+            )
+        console.print(table)
+        return
+    _render_migration(load_report(config, run), show)
+
+
+def _render_migration(result: Any, show: int) -> None:
+    """Files, per-model vectors and defect counts of a migration as rich tables."""
+    from papersys.migration import DEFECT_KINDS
+
+    head = "dry run (nothing written)" if result.dry_run else f"run {result.run_id}"
+    console.print(
+        f"[bold]{head}[/] {result.source}  shape {result.shape}  status {result.status}"
+        f"  ({result.elapsed_s:.1f} s)",
+        highlight=False,
+    )
+    if result.models:
+        console.print(
+            "models: "
+            + ", ".join(f"{m.alias} → {m.name} ({m.model_id}, {m.dim}-d)" for m in result.models),
+            highlight=False,
+        )
+    files = Table(title="files", title_justify="left")
+    for col in ("file", "year", "model", "rows", "landed", "stored", "rejected", "vectors"):
+        files.add_column(
+            col, justify="right" if col in ("rows", "landed", "stored", "rejected") else "left"
+        )
+    for f in result.files:
+        vector = f.model is not None
+        files.add_row(
+            f.file,
+            f.year,
+            f.model or "(metadata)",
+            f"{f.rows:,}",
+            "" if vector else f"{f.papers_landed:,}",
+            f"{f.vectors_stored:,}" if vector else "",
+            f"{f.vectors_rejected:,}" if vector else "",
+            f.vector_type or "",
+        )
+    console.print(files)
+    by_kind: dict[str, int] = {}
+    for issue in result.issues:
+        by_kind[issue.kind] = by_kind.get(issue.kind, 0) + issue.count
+    kinds = Table(title="defects by kind", title_justify="left")
+    kinds.add_column("kind")
+    kinds.add_column("count", justify="right")
+    kinds.add_column("meaning")
+    for kind in DEFECT_KINDS:
+        if kind in by_kind:
+            kinds.add_row(kind, f"{by_kind[kind]:,}", DEFECT_KINDS[kind])
+    console.print(kinds)
+    detail = Table(title="defects by file and year", title_justify="left")
+    for col in ("file", "year", "model", "kind", "count", "examples"):
+        detail.add_column(col, justify="right" if col == "count" else "left")
+    ordered = sorted(result.issues, key=lambda i: (i.file, i.model or "", i.kind))
+    for issue in ordered[:show]:
+        detail.add_row(
+            issue.file,
+            issue.year,
+            issue.model or "",
+            issue.kind,
+            f"{issue.count:,}",
+            ", ".join(issue.examples),
+        )
+    console.print(detail)
+    if len(ordered) > show:
+        console.print(
+            f"… {len(ordered) - show} more lines (--show N, or the dbt model migration_issues)"
+        )
+    t = result.totals
+    console.print(
+        f"rows {t['rows']:,}  papers landed {t['papers_landed']:,}  vectors stored "
+        f"{t['vectors_stored']:,}  rejected {t['vectors_rejected']:,}  defects {t['defects']:,}",
+        highlight=False,
+    )
+
 
 # --- operate: schedule, export, snapshots, rollback, maintain, demo ---
 

@@ -158,6 +158,54 @@ MIGRATIONS: list[Migration] = [
         ),
     ),
     Migration(
+        20,
+        "legacy migration runs, files and defects",
+        (
+            # One row per `papersys migrate legacy` run; manifest = JSON of the source's files
+            # (path, role, year, rows, bytes, sha256), models and mapping.
+            """CREATE TABLE IF NOT EXISTS migration_runs (
+                run_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                shape VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+                finished_at TIMESTAMP WITH TIME ZONE,
+                manifest VARCHAR,
+                error VARCHAR
+            )""",
+            # What each file contributed: one row for its metadata (model NULL) and one per
+            # model for its vectors.
+            """CREATE TABLE IF NOT EXISTS migration_files (
+                run_id VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                role VARCHAR NOT NULL,
+                year VARCHAR NOT NULL,
+                model VARCHAR,
+                rows BIGINT NOT NULL,
+                papers_landed BIGINT NOT NULL,
+                vectors_stored BIGINT NOT NULL,
+                vectors_rejected BIGINT NOT NULL,
+                sha256 VARCHAR,
+                bytes BIGINT,
+                vector_type VARCHAR,
+                recorded_at TIMESTAMP WITH TIME ZONE NOT NULL
+            )""",
+            # Every defect found: one row per affected row (rows = 1), or one row per file
+            # for file-level findings (rows = how many rows it covers).
+            """CREATE TABLE IF NOT EXISTS migration_defects (
+                run_id VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                year VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                model VARCHAR,
+                arxiv_id VARCHAR,
+                detail VARCHAR,
+                rows BIGINT NOT NULL,
+                recorded_at TIMESTAMP WITH TIME ZONE NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
         30,
         "scheduler job runs and job leases",
         (
