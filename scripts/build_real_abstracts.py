@@ -1,13 +1,14 @@
 """Build tests/fixtures/real/abstracts.jsonl from the verbatim real arXiv files beside it.
 
 Sources (see tests/fixtures/real/SOURCES.md):
-- ``oai/*.xml``: OAI-PMH responses in arXivRaw format (ListRecords and GetRecord pages);
+- ``oai/*.xml``: OAI-PMH responses in arXivRaw or arXiv format (ListRecords, GetRecord);
 - ``kaggle/*.json``: lines of arXiv's metadata snapshot (one JSON object per paper).
 
 One JSON object per paper, sorted by ``arxiv_id`` and deduplicated on it (an OAI record wins
 over a snapshot line, as it is the harvester's own format). Title and abstract are
 whitespace-normalized (arXiv hard-wraps them); TeX is left as is. Dates are ISO 8601 UTC:
-``submitted`` is v1's date, ``updated`` the latest version's. The output is deterministic.
+``submitted`` is v1's date, ``updated`` the latest version's (arXiv-format records only
+carry the current version's date: both are that date). The output is deterministic.
 
 Usage: python scripts/build_real_abstracts.py [--check]
   --check  exit 1 if the committed abstracts.jsonl differs from what the sources give.
@@ -28,6 +29,7 @@ REAL_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real
 OUTPUT = REAL_DIR / "abstracts.jsonl"
 OAI = "{http://www.openarchives.org/OAI/2.0/}"
 RAW = "{http://arxiv.org/OAI/arXivRaw/}"
+ARX = "{http://arxiv.org/OAI/arXiv/}"
 
 
 def normalize(text: str | None) -> str:
@@ -45,8 +47,13 @@ def from_oai_file(path: Path) -> list[dict[str, Any]]:
     papers = []
     for record in root.iter(f"{OAI}record"):
         header = record.find(f"{OAI}header")
+        if header is None or header.get("status") == "deleted":
+            continue
+        arxiv = record.find(f"{OAI}metadata/{ARX}arXiv")
+        if arxiv is not None:
+            papers.append(from_arxiv_format(arxiv, header, path))
         raw = record.find(f"{OAI}metadata/{RAW}arXivRaw")
-        if header is None or raw is None or header.get("status") == "deleted":
+        if raw is None:
             continue
         dates = [rfc822_to_iso(v.findtext(f"{RAW}date", "")) for v in raw.iter(f"{RAW}version")]
         papers.append(
@@ -63,6 +70,28 @@ def from_oai_file(path: Path) -> list[dict[str, Any]]:
             }
         )
     return papers
+
+
+def from_arxiv_format(arxiv: etree._Element, header: etree._Element, path: Path) -> dict[str, Any]:
+    """A record in the ``arXiv`` format: structured authors, ISO dates of the current version."""
+    authors = []
+    for author in arxiv.iter(f"{ARX}author"):
+        parts = [author.findtext(f"{ARX}{n}") for n in ("forenames", "keyname", "suffix")]
+        authors.append(" ".join(normalize(p) for p in parts if p))
+    created = normalize(arxiv.findtext(f"{ARX}created")) or None
+    updated = normalize(arxiv.findtext(f"{ARX}updated")) or created
+    return {
+        "arxiv_id": normalize(arxiv.findtext(f"{ARX}id")),
+        "title": normalize(arxiv.findtext(f"{ARX}title")),
+        "abstract": normalize(arxiv.findtext(f"{ARX}abstract")),
+        "authors": ", ".join(authors),
+        "categories": normalize(arxiv.findtext(f"{ARX}categories")).split(),
+        # the arXiv format only has dates (of the current version), not v1's timestamp
+        "submitted": created,
+        "updated": updated,
+        "datestamp": normalize(header.findtext(f"{OAI}datestamp")),
+        "source": f"oai/{path.name}",
+    }
 
 
 def from_snapshot_file(path: Path) -> list[dict[str, Any]]:
