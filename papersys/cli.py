@@ -565,15 +565,16 @@ def embed_gaps_command(
         )
     title = "embedding gaps (dry run)" if dry_run else "embed-gaps"
     table = Table(title=title, title_justify="left")
-    columns = ["model", "status", "absent", "stale", "invalid"]
+    columns = ["model", "status", "gaps"]
     if not dry_run:
-        columns += ["embedded", "replaced", "rejected", "skipped", "seconds", "docs/s", "device"]
+        columns += ["embedded", "replaced", "rejected", "skipped", "time", "docs/s", "device"]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("model", "status", "device") else "right")
+        table.add_column(
+            col, justify="left" if col in ("model", "status", "gaps", "device") else "right"
+        )
     for run in runs:
-        row = [run.model, run.status] + [
-            f"{run.gaps.get(r, 0):,}" for r in ("absent", "stale", "invalid")
-        ]
+        gaps = ", ".join(f"{n:,} {r}" for r, n in sorted(run.gaps.items())) or "none"
+        row = [run.model, run.status, gaps]
         if not dry_run:
             device = f"{run.encoder.device}/{run.encoder.dtype}" if run.encoder else "-"
             row += [
@@ -581,7 +582,7 @@ def embed_gaps_command(
                 f"{run.replaced:,}",
                 f"{len(run.rejects):,}",
                 f"{run.skipped:,}",
-                f"{run.seconds:.1f}",
+                f"{run.seconds:.1f}s",
                 f"{run.docs_per_second:,.1f}",
                 device,
             ]

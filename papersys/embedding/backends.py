@@ -74,6 +74,7 @@ class SentenceTransformerEncoder:
         try:
             import torch
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
         except ImportError as exc:
             raise ConfigError(
                 f"backend 'sentence_transformers' needs sentence-transformers and torch: {exc}"
@@ -83,6 +84,7 @@ class SentenceTransformerEncoder:
         source = resolve_model_source(config)
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
+        hf_logging.disable_progress_bar()  # the caller renders progress
         try:
             self.model = SentenceTransformer(source, device=device)
         except Exception as exc:
