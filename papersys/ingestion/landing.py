@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from papersys import lake
 from papersys.errors import PapersysError
@@ -205,55 +206,12 @@ def land_page(
     dedupe = state.restarts > 0
 
     def body() -> Landed:
-        _check_cursor(con, state)
-        con.register("_page_records", table)
-        try:
-            if dedupe:
-                fresh = (
-                    con.execute(
-                        """SELECT p.* FROM _page_records p
-                       WHERE NOT EXISTS (
-                           SELECT 1 FROM raw_records r
-                           WHERE r.harvest_id = ? AND r.arxiv_id = p.arxiv_id
-                             AND r.datestamp IS NOT DISTINCT FROM p.datestamp
-                             AND r.deleted = p.deleted)""",
-                        [state.harvest_id],
-                    )
-                    .arrow()
-                    .read_all()
-                )
-                con.register("_page_fresh", fresh)
-                source_rel = "_page_fresh"
-            else:
-                source_rel = "_page_records"
-            counts = con.execute(
-                f"SELECT count(*), count(*) FILTER (deleted) FROM {source_rel}"
-            ).fetchone()
-            landed, deleted = (int(counts[0]), int(counts[1])) if counts else (0, 0)
-            con.execute(
-                f"""INSERT INTO raw_records
-                    SELECT arxiv_id, datestamp, set_specs, deleted, ?, payload_xml, ?, ?, now()
-                    FROM {source_rel}""",
-                [state.metadata_prefix, state.source, state.harvest_id],
-            )
-        finally:
-            con.unregister("_page_records")
-            if dedupe:
-                con.unregister("_page_fresh")
-        skipped = len(records) - landed
-        con.execute(
-            "INSERT INTO harvest_pages VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-            [
-                state.harvest_id,
-                state.pages + 1,
-                next_token,
-                landed,
-                deleted,
-                skipped,
-                response_date,
-            ],
-        )
-        con.execute(
+        fresh = _unseen(con, state, table) if dedupe else table
+        landed = fresh.num_rows
+        deleted = int(pc.sum(fresh["deleted"]).as_py() or 0) if landed else 0
+        # The cursor moves only if nobody else moved it since we read it (checked in the
+        # same statement: two processes on one harvest cannot both land a page).
+        moved = con.execute(
             """UPDATE harvests SET
                    resumption_token = ?, pages = pages + 1, records = records + ?,
                    deleted_records = deleted_records + ?,
@@ -262,7 +220,8 @@ def land_page(
                    last_response_date = coalesce(?, last_response_date),
                    status = ?, error = NULL, updated_at = now(),
                    finished_at = CASE WHEN ? = 'completed' THEN now() END
-               WHERE harvest_id = ?""",
+               WHERE harvest_id = ? AND pages = ?
+                 AND resumption_token IS NOT DISTINCT FROM ?""",
             [
                 next_token,
                 landed,
@@ -273,7 +232,29 @@ def land_page(
                 final_status,
                 final_status,
                 state.harvest_id,
+                state.pages,
+                state.resumption_token,
             ],
+        ).fetchone()
+        if not moved or moved[0] != 1:
+            raise _moved(state)
+        if landed:
+            con.register("_page_records", fresh)
+            try:
+                con.execute(
+                    """INSERT INTO raw_records
+                       SELECT arxiv_id, datestamp, set_specs, deleted, ?, payload_xml, ?, ?,
+                              now()
+                       FROM _page_records""",
+                    [state.metadata_prefix, state.source, state.harvest_id],
+                )
+            finally:
+                con.unregister("_page_records")
+        skipped = len(records) - landed
+        page_row = (state.harvest_id, state.pages + 1, next_token, landed, deleted, skipped)
+        con.execute(
+            "INSERT INTO harvest_pages VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+            [*page_row, response_date],
         )
         return Landed(landed, deleted, skipped)
 
@@ -289,14 +270,39 @@ def land_page(
     return result
 
 
+def _moved(state: HarvestState) -> CursorMoved:
+    return CursorMoved(
+        f"harvest {state.harvest_id} was advanced by another process; "
+        "run only one `papersys ingest` per set and format at a time"
+    )
+
+
+def _unseen(con: duckdb.DuckDBPyConnection, state: HarvestState, table: pa.Table) -> pa.Table:
+    """The page's records this harvest has not landed yet (after a window restart)."""
+    con.register("_page_candidates", table)
+    try:
+        return (
+            con.execute(
+                """SELECT p.* FROM _page_candidates p
+                   WHERE NOT EXISTS (
+                       SELECT 1 FROM raw_records r
+                       WHERE r.harvest_id = ? AND r.arxiv_id = p.arxiv_id
+                         AND r.datestamp IS NOT DISTINCT FROM p.datestamp
+                         AND r.deleted = p.deleted)""",
+                [state.harvest_id],
+            )
+            .arrow()
+            .read_all()
+        )
+    finally:
+        con.unregister("_page_candidates")
+
+
 def _check_cursor(con: duckdb.DuckDBPyConnection, state: HarvestState) -> None:
-    """Optimistic check inside the transaction: nobody else moved this harvest's cursor."""
+    """Inside a transaction: nobody else moved this harvest's cursor."""
     row = con.execute(
-        "SELECT pages, resumption_token, status FROM harvests WHERE harvest_id = ?",
+        "SELECT pages, resumption_token FROM harvests WHERE harvest_id = ?",
         [state.harvest_id],
     ).fetchone()
     if row is None or int(row[0]) != state.pages or row[1] != state.resumption_token:
-        raise CursorMoved(
-            f"harvest {state.harvest_id} was advanced by another process; "
-            "run only one `papersys ingest` per set and format at a time"
-        )
+        raise _moved(state)

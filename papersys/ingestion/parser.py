@@ -116,25 +116,41 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def _record_from_element(elem: etree._Element) -> RawRecord:
-    header = elem.find(_HEADER)
+    # Direct child walks instead of find(): this runs once per record (millions).
+    header = None
+    metadata = None
+    for child in elem:
+        tag = child.tag
+        if tag == _HEADER:
+            header = child
+        elif tag == _METADATA:
+            metadata = child
     if header is None:
         raise MalformedPage("record without <header>")
-    identifier = header.findtext(_IDENTIFIER)
+    identifier = datestamp = None
+    set_specs: list[str] = []
+    for child in header:
+        tag = child.tag
+        if tag == _SETSPEC:
+            if child.text:
+                set_specs.append(child.text.strip())
+        elif tag == _IDENTIFIER:
+            identifier = child.text
+        elif tag == _DATESTAMP:
+            datestamp = child.text
     if not identifier:
         raise MalformedPage("record header without <identifier>")
     deleted = header.get("status") == "deleted"
     payload: str | None = None
-    if not deleted:
-        metadata = elem.find(_METADATA)
-        if metadata is not None:
-            for child in metadata:
-                if isinstance(child.tag, str):
-                    payload = etree.tostring(child, encoding="unicode", with_tail=False)
-                    break
+    if not deleted and metadata is not None:
+        for child in metadata:
+            if isinstance(child.tag, str):
+                payload = etree.tostring(child, encoding="unicode", with_tail=False)
+                break
     return RawRecord(
         arxiv_id=arxiv_id_from_identifier(identifier),
-        datestamp=parse_date(header.findtext(_DATESTAMP)),
-        set_specs=[s.text.strip() for s in header.iterfind(_SETSPEC) if s.text],
+        datestamp=parse_date(datestamp),
+        set_specs=set_specs,
         deleted=deleted,
         payload_xml=payload,
     )
