@@ -190,7 +190,7 @@ def _export_file(
     on_file: ProgressCallback | None,
 ) -> None:
     try:
-        reader = con.execute(sql, params).fetch_record_batch(BATCH_ROWS)
+        reader = con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
         rows = _write_atomically(target, reader)
     except duckdb.ConversionException as exc:
         raise PapersysError(

@@ -58,13 +58,13 @@ def transform(config: Config) -> None:
         papersys_transform = None  # type: ignore[assignment]
     runner = getattr(papersys_transform, "run_build", None) if papersys_transform else None
     if runner is not None:
-        runner(config)
+        runner(config, command="run")  # models only: the dbt data tests are tested elsewhere
         return
     from dbt.cli.main import dbtRunner
 
     result = dbtRunner().invoke(
         [
-            "build",
+            "run",
             "--project-dir",
             str(REPO_ROOT / "dbt_project"),
             "--profiles-dir",
