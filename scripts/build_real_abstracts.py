@@ -2,7 +2,10 @@
 
 Sources (see tests/fixtures/real/SOURCES.md):
 - ``oai/*.xml``: OAI-PMH responses in arXivRaw or arXiv format (ListRecords, GetRecord);
-- ``kaggle/*.json``: lines of arXiv's metadata snapshot (one JSON object per paper).
+- ``kaggle/*.json``: lines of arXiv's metadata snapshot (one JSON object per paper);
+- ``digest/*.json``: daily paper lists saved by an arXiv digest tool from the arXiv API
+  (``{"papers": [{"arxiv_id": "2512.22120v1", "title", "authors": [...], "summary"}]}``;
+  no categories or dates, so those fields are empty for these papers).
 
 One JSON object per paper, sorted by ``arxiv_id`` and deduplicated on it (an OAI record wins
 over a snapshot line, as it is the harvester's own format). Title and abstract are
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import email.utils
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,10 +121,30 @@ def from_snapshot_file(path: Path) -> list[dict[str, Any]]:
     return papers
 
 
+def from_digest_file(path: Path) -> list[dict[str, Any]]:
+    papers = []
+    for row in json.loads(path.read_text(encoding="utf-8"))["papers"]:
+        papers.append(
+            {
+                "arxiv_id": re.sub(r"v\d+$", "", row["arxiv_id"]),  # versionless, as elsewhere
+                "title": normalize(row.get("title")),
+                "abstract": normalize(row.get("summary")),
+                "authors": ", ".join(normalize(a) for a in row.get("authors") or []),
+                "categories": [],
+                "submitted": None,
+                "updated": None,
+                "datestamp": None,
+                "source": f"digest/{path.name}",
+            }
+        )
+    return papers
+
+
 def build() -> list[dict[str, Any]]:
     papers: dict[str, dict[str, Any]] = {}
     sources = [from_oai_file(p) for p in sorted((REAL_DIR / "oai").glob("*.xml"))]
     sources += [from_snapshot_file(p) for p in sorted((REAL_DIR / "kaggle").glob("*.json"))]
+    sources += [from_digest_file(p) for p in sorted((REAL_DIR / "digest").glob("*.json"))]
     for batch in sources:
         for paper in batch:
             if paper["arxiv_id"] and paper["abstract"]:
