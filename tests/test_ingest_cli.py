@@ -139,26 +139,33 @@ def test_help_texts() -> None:
         assert option in text
 
 
-def test_demo_replays_a_sample(config_file: Path, tmp_path: Path) -> None:
+def test_demo_replays_the_bundled_sample(config_file: Path) -> None:
+    pages = sorted(SAMPLE_DIR.glob("*.xml"))
+    expected = sum(p.read_bytes().count(b"<record>") for p in pages)
+    assert pages and expected > 0
+    result = invoke(config_file, "demo")
+    assert result.exit_code == 0, result.output
+    assert f"replaying {len(pages)} OAI-PMH pages" in result.output
+    assert f"{expected} records" in result.output
+    assert "raw records" in result.output  # the status that follows
+    assert raw_counts(config_file) == (expected, expected, 0)
+    # A second demo is an incremental harvest of the same sample: nothing lands twice.
+    again = invoke(config_file, "demo")
+    assert again.exit_code == 0, again.output
+    assert raw_counts(config_file)[0] == expected
+
+
+def test_demo_with_another_sample(config_file: Path, tmp_path: Path) -> None:
     sample = oai_server.write_pages(
         oai_server.build_pages(oai_server.derived_records(23), 10), tmp_path / "sample"
     )
     result = invoke(config_file, "demo", "--sample", str(sample))
     assert result.exit_code == 0, result.output
-    assert "replaying 3 OAI-PMH pages" in result.output
-    assert "23 records" in result.output
-    assert "raw records" in result.output  # the status that follows
     assert raw_counts(config_file) == (23, 23, 0)
-
-
-@pytest.mark.skipif(not SAMPLE_DIR.is_dir(), reason="bundled sample not present")
-def test_demo_on_the_bundled_sample(config_file: Path) -> None:
-    replay = OAIReplay.from_dir(SAMPLE_DIR)
-    result = invoke(config_file, "demo")
-    assert result.exit_code == 0, result.output
-    total, papers, _ = raw_counts(config_file)
-    assert total > 0 and papers > 0
-    assert f"replaying {len(replay.pages)} OAI-PMH pages" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke(config_file, "demo", "--sample", str(empty))
+    assert result.exit_code == 1 and "no OAI pages" in result.output
 
 
 @pytest.mark.slow

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import duckdb
+
 from papersys import lake
 from papersys.config import Config
 from papersys.errors import UsageError
@@ -149,7 +151,7 @@ def harvest(
 
 
 def _plan(
-    con: lake.duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection,
     oai: OAIClient,
     *,
     set_spec: str | None,
@@ -211,7 +213,7 @@ def _plan(
 
 
 def _harvest_set(
-    con: lake.duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection,
     oai: OAIClient,
     *,
     set_spec: str | None,
@@ -344,7 +346,7 @@ def _harvest_set(
 
 
 def _finish_empty(
-    con: lake.duckdb.DuckDBPyConnection, state: HarvestState, response_date: dt.datetime | None
+    con: duckdb.DuckDBPyConnection, state: HarvestState, response_date: dt.datetime | None
 ) -> None:
     def body() -> None:
         con.execute(
