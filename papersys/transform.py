@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,10 @@ def run_build(
     callbacks = [_node_callback(on_node)] if on_node else []
     started = time.perf_counter()
     with _lake_for_dbt(config):
-        outcome = dbtRunner(callbacks=callbacks).invoke(args)
+        try:
+            outcome = dbtRunner(callbacks=callbacks).invoke(args)
+        finally:
+            _close_dbt_connection()
     seconds = time.perf_counter() - started
     nodes = _node_results(outcome.result)
     result = TransformResult(
@@ -169,6 +172,22 @@ def run_build(
             f"details in {project / 'logs' / 'dbt.log'}"
         )
     return result
+
+
+def _close_dbt_connection() -> None:
+    """Close the DuckDB connection dbt-duckdb keeps per process after a run.
+
+    Left open it would keep the lake attached (holding catalog locks other writers wait on) and
+    be reused by the next run even if that one is for another config with the same profile.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            with suppress(Exception):
+                env.close()
 
 
 def _node_callback(on_node: Callable[[str, str], None]) -> Callable[[Any], None]:
