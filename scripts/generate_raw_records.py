@@ -21,27 +21,136 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from papersys import lake  # noqa: E402
-from papersys.config import load_config  # noqa: E402
+from papersys import lake
+from papersys.config import load_config
 
-_WORDS = (
-    "quantum field theory lattice gauge symmetry model neural network learning graph "
-    "algorithm optimal bound convergence stochastic process spectral analysis dark matter "
-    "galaxy cluster redshift survey black hole entropy string brane duality topological "
-    "phase transition superconductivity magnetic spin chain entanglement measurement noise "
-    "robust estimator regression kernel manifold curvature operator algebra category sheaf "
-    "cohomology prime number conjecture proof we show that the of and a in for with on by"
-).split()
-_CATEGORIES = (
-    "cs.LG cs.AI cs.CV cs.CL math.AG math.PR math.CO hep-th hep-ph astro-ph.CO astro-ph.GA "
-    "cond-mat.str-el cond-mat.mes-hall quant-ph gr-qc stat.ML math.NA physics.optics nucl-th "
-    "q-bio.NC econ.EM eess.SP"
-).split()
-_OLD_ARCHIVES = "hep-th hep-ph hep-lat astro-ph cond-mat gr-qc quant-ph math nucl-th".split()
-_NAMES = (
-    "A. Smith|B. Jones|C. Müller|D. Zhang|E. García|F. Rossi|G. Ivanov|H. Tanaka|I. Kim|J. Dubois|"
-    "K. Nowak|L. Silva|M. Chen|N. Patel|O. Hansen|P. Costa|Q. Li|R. Cohen|S. Yilmaz|T. Nguyen"
-).split("|")
+_WORDS = [
+    "quantum",
+    "field",
+    "theory",
+    "lattice",
+    "gauge",
+    "symmetry",
+    "model",
+    "neural",
+    "network",
+    "learning",
+    "graph",
+    "algorithm",
+    "optimal",
+    "bound",
+    "convergence",
+    "stochastic",
+    "process",
+    "spectral",
+    "analysis",
+    "dark",
+    "matter",
+    "galaxy",
+    "cluster",
+    "redshift",
+    "survey",
+    "black",
+    "hole",
+    "entropy",
+    "string",
+    "brane",
+    "duality",
+    "topological",
+    "phase",
+    "transition",
+    "superconductivity",
+    "magnetic",
+    "spin",
+    "chain",
+    "entanglement",
+    "measurement",
+    "noise",
+    "robust",
+    "estimator",
+    "regression",
+    "kernel",
+    "manifold",
+    "curvature",
+    "operator",
+    "algebra",
+    "category",
+    "sheaf",
+    "cohomology",
+    "prime",
+    "number",
+    "conjecture",
+    "proof",
+    "we",
+    "show",
+    "that",
+    "the",
+    "of",
+    "and",
+    "a",
+    "in",
+    "for",
+    "with",
+    "on",
+    "by",
+]
+_CATEGORIES = [
+    "cs.LG",
+    "cs.AI",
+    "cs.CV",
+    "cs.CL",
+    "math.AG",
+    "math.PR",
+    "math.CO",
+    "hep-th",
+    "hep-ph",
+    "astro-ph.CO",
+    "astro-ph.GA",
+    "cond-mat.str-el",
+    "cond-mat.mes-hall",
+    "quant-ph",
+    "gr-qc",
+    "stat.ML",
+    "math.NA",
+    "physics.optics",
+    "nucl-th",
+    "q-bio.NC",
+    "econ.EM",
+    "eess.SP",
+]
+_OLD_ARCHIVES = [
+    "hep-th",
+    "hep-ph",
+    "hep-lat",
+    "astro-ph",
+    "cond-mat",
+    "gr-qc",
+    "quant-ph",
+    "math",
+    "nucl-th",
+]
+_NAMES = [
+    "A. Smith",
+    "B. Jones",
+    "C. Müller",
+    "D. Zhang",
+    "E. García",
+    "F. Rossi",
+    "G. Ivanov",
+    "H. Tanaka",
+    "I. Kim",
+    "J. Dubois",
+    "K. Nowak",
+    "L. Silva",
+    "M. Chen",
+    "N. Patel",
+    "O. Hansen",
+    "P. Costa",
+    "Q. Li",
+    "R. Cohen",
+    "S. Yilmaz",
+    "T. Nguyen",
+]
 
 # Pool sizes: texts are drawn from pools (with the paper's number mixed in, so every title is
 # unique) because building 3M fresh abstracts word by word would dominate the generation time.

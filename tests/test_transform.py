@@ -89,7 +89,8 @@ def land_legacy(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> N
                 """INSERT INTO legacy_papers (arxiv_id, title, abstract, authors, categories,
                        primary_category, submitted_at, updated_at, license, embedded_text,
                        source_file, migration_run_id, landed_at)
-                   VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, NULL, NULL, 'test.parquet', 'm1', now())""",
+                   VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, NULL, NULL, 'test.parquet', 'm1',
+                           now())""",
                 [
                     row["arxiv_id"],
                     row["title"],
@@ -128,7 +129,7 @@ def first_build(env: dict[str, Any]) -> dict[str, Any]:
     con = env["con"]
     listed = fixture_payloads(LISTRECORDS)
     listed.update(fixture_payloads(GETRECORD))
-    date_0471, payload_0471 = fixture_payloads(EXCERPT)["0704.0471"]
+    _, payload_0471 = fixture_payloads(EXCERPT)["0704.0471"]
     rows = [raw_row(i, d, p) for i, (d, p) in listed.items()]
     # An older harvest of 0704.0471 with another title: the later datestamp must win.
     rows.append(raw_row("0704.0471", "2010-01-01", payload_0471.replace("Density", "OLD Density")))
@@ -298,7 +299,8 @@ def test_missing_embeddings_reasons_and_coverage(
             [stale],
         )
         con.execute(
-            "INSERT INTO embedding_rejects VALUES ('minilm', ?, NULL, 'nan', 'legacy', NULL, now())",
+            "INSERT INTO embedding_rejects"
+            " VALUES ('minilm', ?, NULL, 'nan', 'legacy', NULL, now())",
             [invalid],
         )
 
@@ -322,7 +324,8 @@ def test_missing_embeddings_reasons_and_coverage(
     ).fetchall()[0]
     assert coverage == (len(got), 1, len(got) - 1)
     year_2013 = con.execute(
-        "SELECT papers, embedded FROM lake.embedding_coverage WHERE model = 'minilm' AND year = 2013"
+        "SELECT papers, embedded FROM lake.embedding_coverage"
+        " WHERE model = 'minilm' AND year = 2013"
     ).fetchall()[0]
     assert year_2013[1] == 1
 
@@ -412,11 +415,13 @@ def test_incremental_run_reports_nodes_and_covers_new_model(
     con = env["con"]
     after = second_build["after"]
     tiny = con.execute(
-        "SELECT count(*), min(reason), max(reason) FROM lake.missing_embeddings WHERE model = 'tiny'"
+        "SELECT count(*), min(reason), max(reason) FROM lake.missing_embeddings"
+        " WHERE model = 'tiny'"
     ).fetchall()[0]
     assert tiny == (len(after), "absent", "absent")
     stale = con.execute(
-        "SELECT reason FROM lake.missing_embeddings WHERE model = 'minilm' AND arxiv_id = '1302.2146'"
+        "SELECT reason FROM lake.missing_embeddings"
+        " WHERE model = 'minilm' AND arxiv_id = '1302.2146'"
     ).fetchall()[0]
     assert stale == ("stale",)  # its text changed since the vector was made
 
