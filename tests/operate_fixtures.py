@@ -18,16 +18,28 @@ OAI = "{http://www.openarchives.org/OAI/2.0/}"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+SAMPLE_PAGES = sorted((REPO_ROOT / "papersys" / "sample" / "oai").glob("page-*.xml"))
+
+
 def oai_pages(
-    sizes: list[int], source: Path = FIXTURES / "listrecords_6records_2015.xml"
+    sizes: list[int],
+    source: Path | list[Path] = FIXTURES / "listrecords_6records_2015.xml",
+    skip: int = 0,
 ) -> list[bytes]:
-    """The fixture's real records re-paged: ``sizes`` records per page, chained by tokens."""
-    root = etree.fromstring(source.read_bytes())
+    """Real records re-paged: after ``skip`` records, ``sizes`` records per page, chained by
+    resumption tokens (the last page's token is empty)."""
+    sources = source if isinstance(source, list) else [source]
+    root = etree.fromstring(sources[0].read_bytes())
+    records = []
+    for path in sources:
+        body = etree.fromstring(path.read_bytes()).find(f"{OAI}ListRecords")
+        assert body is not None
+        records.extend(body.findall(f"{OAI}record"))
+    records = records[skip:]
     list_records = root.find(f"{OAI}ListRecords")
     assert list_records is not None
-    records = list_records.findall(f"{OAI}record")
     assert sum(sizes) <= len(records)
-    for record in records:
+    for record in list_records.findall(f"{OAI}record"):
         list_records.remove(record)
     token = list_records.find(f"{OAI}resumptionToken")
     if token is not None:
