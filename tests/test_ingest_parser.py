@@ -235,3 +235,26 @@ def test_feeds(name) -> None:
 def test_feed_that_is_not_a_feed() -> None:
     with pytest.raises(MalformedPage):
         parse_feed(b"<html><body>maintenance</body></html>")
+
+
+def test_real_arxiv_format_record() -> None:
+    path = FIXTURES / "real" / "oai" / "arxiv_listrecords_astro-ph_1record_2013.xml"
+    if not path.exists():
+        pytest.skip("real arXiv-format response not available")
+    page = parse_page(path.read_bytes())
+    assert page.resumption_token is None and page.is_last  # no token element at all
+    [record] = page.records
+    assert (record.arxiv_id, record.datestamp, record.set_specs) == (
+        "0801.3931",
+        dt.date(2013, 3, 26),
+        ["physics:astro-ph"],
+    )
+    fields = parse_metadata(record.payload_xml or "")
+    assert fields["format"] == "arXiv"
+    assert fields["authors"] == ["T. Manos", "E. Athanassoula"]
+    assert fields["created"] == dt.date(2008, 1, 25)
+    assert fields["title"] == "Dynamical study of 2D and 3D barred galaxy models"
+    assert fields["comments"].startswith("8 pages, 3 figures, to appear in the proceedings")
+    assert '"Chaos in Astronomy"' in fields["comments"]
+    assert fields["doi"] == "10.1007/978-3-540-75826-6_11"
+    assert "Poincar\\'{e}" in fields["abstract"]  # TeX left as is
