@@ -417,6 +417,23 @@ def test_bad_resumption_token_mid_harvest_restarts_the_window(fast_config) -> No
     ]
 
 
+def test_resume_with_an_expired_token_restarts_the_window(fast_config) -> None:
+    """A stopped harvest whose server-state token expired meanwhile: restart, skip, finish."""
+    records = oai_server.derived_records(40, deleted_every=6)
+    pages = oai_server.build_pages(records, 10, token_style="server")
+    replay = OAIReplay(pages)
+    with ReplayServer(replay) as server:
+        [part] = harvest(fast_config, endpoint=server.url, max_pages=3)
+        assert (part.status, part.records) == ("paused", 30)
+        replay.expire_tokens()  # e.g. the next day: the old server's tokens are gone
+        [rest] = harvest(fast_config, endpoint=server.url)
+    assert rest.resumed and rest.restarts == 1 and rest.status == "completed"
+    assert rest.skipped == 30
+    counts = lake_counts(fast_config)
+    assert (counts["rows"], counts["papers"], counts["duplicates"]) == (40, 40, 0)
+    assert counts["deleted"] == 40 // 6
+
+
 def test_token_rejected_forever_gives_up(fast_config) -> None:
     records = oai_server.derived_records(20)
     pages = oai_server.build_pages(records, 10, token_style="server")
