@@ -392,11 +392,15 @@ def big_shape_a(
     path: Path,
     rows: int,
     dims: tuple[int, int] = (1024, 1792),
-    batch: int = 2048,
+    row_group: int = 50_000,
     fixed_size: bool = True,
 ) -> Path:
-    """A realistic year file for memory checks: ``rows`` papers with two vector columns."""
+    """A realistic year file for memory checks: ``rows`` papers, two vector columns (a third
+    of them NaN, as in jasper_v1), written in row groups of ``row_group`` rows."""
     rng = np.random.default_rng(0)
+    vector_type = {
+        dim: pa.list_(pa.float32(), dim) if fixed_size else pa.list_(pa.float32()) for dim in dims
+    }
     schema = pa.schema(
         [
             ("id", pa.string()),
@@ -408,36 +412,38 @@ def big_shape_a(
             ("created", pa.string()),
             ("updated", pa.string()),
             ("license", pa.string()),
-            *[
-                (name, pa.list_(pa.float32(), dim) if fixed_size else pa.list_(pa.float32()))
-                for name, dim in zip(("jasper_v1", "conan_v1"), dims, strict=True)
-            ],
+            ("jasper_v1", vector_type[dims[0]]),
+            ("conan_v1", vector_type[dims[1]]),
         ]
     )
     abstract = "We propose a method for learning representations of scientific text. " * 12
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for start in range(0, rows, batch):
-            n = min(batch, rows - start)
-            ids = [f"2401.{i:05d}" for i in range(start + 1, start + n + 1)]
+        for start in range(0, rows, row_group):
+            n = min(row_group, rows - start)
             cols: list[pa.Array] = [
-                pa.array(ids),
+                # 5-digit numbers: spread over months so that every id is a valid one.
+                pa.array(
+                    [f"{2401 + i // 90_000}.{i % 90_000 + 1:05d}" for i in range(start, start + n)]
+                ),
                 pa.array([f"A study of topic {i}" for i in range(start, start + n)]),
                 pa.array([["Ada Lovelace", "Alan Turing"]] * n, pa.list_(pa.string())),
                 pa.array([abstract] * n),
                 pa.array(["2024-01-15"] * n),
                 pa.array([["cs.LG", "cs.CL"]] * n, pa.list_(pa.string())),
                 pa.array(["2024-01-15"] * n),
-                pa.array([None] * n, pa.string()),
-                pa.array([None] * n, pa.string()),
+                pa.nulls(n, pa.string()),
+                pa.nulls(n, pa.string()),
             ]
             for dim in dims:
                 values = rng.standard_normal(n * dim, dtype=np.float32)
-                values[: dim * (n // 3)] = np.nan  # a third NaN, as in jasper_v1
+                values[: dim * (n // 3)] = np.nan
                 flat = pa.array(values)
                 if fixed_size:
                     cols.append(pa.FixedSizeListArray.from_arrays(flat, dim))
                 else:
                     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
                     cols.append(pa.ListArray.from_arrays(offsets, flat))
-            writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=rows)
+                del values, flat
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=n)
+            del cols
     return path
