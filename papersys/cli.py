@@ -235,8 +235,8 @@ def ingest(
         typer.Option(
             "--set",
             "-s",
-            help="OAI set, e.g. cs, cs:cs:AI, physics:hep-th (repeatable; default: [ingestion].sets"
-            ", else all of arXiv).",
+            help="OAI set, e.g. cs, cs:cs:AI, physics:hep-th (repeatable; default: ingestion.sets"
+            " in the config, else all of arXiv).",
         ),
     ] = None,
     metadata_format: Annotated[
@@ -269,7 +269,9 @@ def ingest(
     ] = None,
     endpoint: Annotated[
         str | None,
-        typer.Option("--endpoint", help="OAI-PMH base URL (default: [ingestion].endpoint)."),
+        typer.Option(
+            "--endpoint", help="OAI-PMH base URL (default: ingestion.endpoint in the config)."
+        ),
     ] = None,
 ) -> None:
     """Harvest arXiv metadata into lake.raw_records (crash-safe, resumable, incremental).
@@ -285,6 +287,12 @@ def ingest(
     from papersys.ingestion.rss import ingest_rss
 
     config = get_config(ctx)
+    if not config.ingestion.contact and not config.ingestion.user_agent:
+        err_console.print(
+            "[yellow]warning:[/] no ingestion.contact in the config; arXiv asks harvesters "
+            "to send a contact address in the User-Agent",
+            highlight=False,
+        )
     if rss is not None:
         if sets or from_date or until_date or max_pages or metadata_format:
             raise UsageError("--rss takes no --set/--format/--from/--until/--max-pages")

@@ -22,7 +22,7 @@ import httpx
 
 from papersys.config import IngestionConfig
 from papersys.errors import PapersysError
-from papersys.ingestion.parser import MalformedPage, Page, parse_page
+from papersys.ingestion.parser import Page, parse_page
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,7 +179,7 @@ class OAIClient:
                 else:
                     raise IngestError(
                         f"{url}: HTTP {status} {response.reason_phrase}; "
-                        "check the endpoint in [ingestion] and the harvest options"
+                        "check ingestion.endpoint in the config and the harvest options"
                     )
             if attempt > self.config.max_retries:
                 raise IngestError(
@@ -209,7 +209,4 @@ class OAIClient:
 
 
 def _parse_sized(body: bytes) -> tuple[Page, int]:
-    try:
-        return parse_page(body), len(body)
-    except MalformedPage as exc:
-        raise ValueError(str(exc)) from None
+    return parse_page(body), len(body)  # MalformedPage is a ValueError: fetched again
