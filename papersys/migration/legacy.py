@@ -953,7 +953,9 @@ def migrate_legacy(
         except BaseException as exc:
             status, error = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if con is not None:
-                _finish(con, run, legacy, targets, mapping, status, error)
+                # Best effort: the original error matters more than recording it.
+                with contextlib.suppress(Exception):
+                    _finish(con, run, legacy, targets, mapping, status, error)
             raise
         manifest = _manifest(legacy, targets, run.stats, mapping)
         result = MigrationResult(

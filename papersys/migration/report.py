@@ -58,7 +58,9 @@ def load_report(config: Config, run_id: str | None = None) -> MigrationResult:
             ).fetchall()
         ]
         issues = [
-            IssueCount(file=r[0], year=r[1], model=r[2], kind=r[3], count=int(r[4]), examples=r[5] or [])
+            IssueCount(
+                file=r[0], year=r[1], model=r[2], kind=r[3], count=int(r[4]), examples=r[5] or []
+            )
             for r in con.execute(
                 """SELECT file, year, model, kind, sum(rows),
                           list(arxiv_id ORDER BY arxiv_id) FILTER (arxiv_id IS NOT NULL)[1:5]
