@@ -43,16 +43,21 @@ def rejects(con, model: str) -> dict[str, str]:
     )
 
 
+# Columns that change on every run (timestamps, run ids) are left out of the comparison.
+VOLATILE = {
+    "legacy_papers": "landed_at, migration_run_id",
+    "embeddings_jasper_v1": "embedded_at",
+    "embeddings_conan_v1": "embedded_at",
+    "embedding_rejects": "recorded_at",
+}
+
+
 def snapshot_lake(con) -> dict[str, list]:
-    tables = ["legacy_papers", "embeddings_jasper_v1", "embeddings_conan_v1", "embedding_rejects"]
     return {
-        t: sorted(
-            con.execute(
-                f"SELECT * EXCLUDE ({'landed_at, migration_run_id' if t == 'legacy_papers' else 'recorded_at' if t == 'embedding_rejects' else 'embedded_at'}) FROM {t}"
-            ).fetchall(),
-            key=repr,
+        table: sorted(
+            con.execute(f"SELECT * EXCLUDE ({volatile}) FROM {table}").fetchall(), key=repr
         )
-        for t in tables
+        for table, volatile in VOLATILE.items()
     }
 
 
@@ -244,7 +249,7 @@ def test_shape_b_counts_and_lake(config: Config, tmp_path: Path):
                FROM legacy_papers p JOIN embeddings_jasper_v1 e USING (arxiv_id)
                WHERE arxiv_id = '2302.00001'"""
         ).fetchone()
-        title, abstract, authors, cats, primary, doi, comments, sha, vector, at = row
+        title, abstract, authors, cats, primary, doi, comments, sha, _, at = row
         assert authors == ["Ada Lovelace", "Alan Turing"] and cats == ["cs.CL", "cs.LG"]
         assert (primary, doi, comments) == ("cs.CL", "10.1000/1", "5 pages")
         # Shape B embedded title + "\n\n" + abstract.
@@ -333,6 +338,19 @@ def test_unconfigured_model_and_wrong_dimension_are_usage_errors(config: Config,
         migrate_legacy(config, str(tmp_path / "nope"))
     with pytest.raises(UsageError, match="ALIAS=MODEL_NAME"):
         migrate_legacy(config, str(source), model_specs=["jasper_v1"])
+
+
+def test_unreadable_file_and_file_without_ids(config: Config, tmp_path: Path):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "2023.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(PapersysError, match=r"2023.parquet: not a readable Parquet file .*remove"):
+        migrate_legacy(config, str(root), dry_run=True)
+    table = lf._a_table([lf.paper("2301.00001", 1)], fixed_size=False, drop=("id",))
+    pq.write_table(table, root / "2023.parquet")
+    result = migrate_legacy(config, str(root), model_specs=lf.A_MODELS, dry_run=True)
+    assert counts(result) == {("2023.parquet", None, "missing_column"): 1}
+    assert result.totals["papers_landed"] == 0 and result.totals["vectors_stored"] == 0
 
 
 def test_hf_source_downloads_through_the_hub(config: Config, tmp_path: Path, monkeypatch):

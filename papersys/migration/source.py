@@ -210,7 +210,10 @@ def detect(root: Path, display: str, mapping: Mapping) -> LegacySource:
             try:
                 f.rows = pq.ParquetFile(f.path).metadata.num_rows
             except Exception as exc:
-                raise PapersysError(f"{f.path}: not a readable Parquet file ({exc})") from None
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise PapersysError(
+                    f"{f.path}: not a readable Parquet file ({first}); repair or remove it"
+                ) from None
     return source
 
 
