@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -228,7 +229,7 @@ def test_jobs_run_on_schedule_by_priority_and_are_logged(config: Config) -> None
     config = _configure(
         config, ingest="0 4 * * 1-5", transform="30 4 * * 1-5", embed="*/20 4-5 * * 1-5"
     )
-    runner = sched.Scheduler(config, jobs=jobs, clock=clock, sleep=clock.sleep)
+    runner = sched.Scheduler(config, jobs=jobs, clock=clock, sleep=clock.sleep, heartbeat=False)
     runner.run(until=at("2026-11-30 06:00"))
     times = [(n, t.strftime("%H:%M")) for n, t in calls]
     # 04:00 ingest and embed are both due: ingest first. Ingest runs until 04:45, so the
@@ -263,7 +264,9 @@ def test_failed_attempts_are_retried_with_backoff_then_logged(config: Config) ->
 
     config = _configure(config, ingest="@daily")
     jobs = {"ingest": sched.Job("ingest", "x", flaky, 0)}
-    outcome = sched.Scheduler(config, jobs=jobs, clock=clock, sleep=clock.sleep).run_job("ingest")
+    outcome = sched.Scheduler(
+        config, jobs=jobs, clock=clock, sleep=clock.sleep, heartbeat=False
+    ).run_job("ingest")
     assert outcome.status == "succeeded"
     assert [r.attempt for r in outcome.runs] == [1, 2, 3]
     assert clock.sleeps == [10.0, 20.0]  # retry_delay, doubled
@@ -293,7 +296,7 @@ def test_retries_run_out_and_usage_errors_are_not_retried(config: Config) -> Non
         "ingest": sched.Job("ingest", "x", broken, 0),
         "transform": sched.Job("transform", "x", misconfigured, 1),
     }
-    runner = sched.Scheduler(config, jobs=jobs, clock=clock, sleep=clock.sleep)
+    runner = sched.Scheduler(config, jobs=jobs, clock=clock, sleep=clock.sleep, heartbeat=False)
     failed = runner.run_job("ingest")
     assert failed.status == "failed" and len(failed.runs) == 3
     assert failed.error == "RuntimeError: down"
@@ -370,3 +373,45 @@ def test_schedule_once_cli_exit_codes(lake_root: Path, tmp_path: Path) -> None:
     rows = con.execute("SELECT job, status FROM job_runs ORDER BY finished_at").fetchall()
     con.close()
     assert rows == [("ingest", "failed"), ("maintain", "succeeded")]
+
+
+def test_heartbeat_keeps_the_lease_while_the_job_writes(config: Config) -> None:
+    config = _configure(config, ingest="@daily")
+    seen: list[str | None] = []
+
+    def busy(cfg: Config) -> dict:
+        # The job commits on its own connection while the heartbeat process renews the lease;
+        # it goes on until it sees a renewal (the heartbeat process needs a moment to start).
+        c = lake.connect(cfg)
+        renewed, written = False, 0
+        deadline = time.monotonic() + 90
+        try:
+            while not renewed and time.monotonic() < deadline:
+                lake.run_transaction(
+                    c,
+                    lambda n=written: c.execute(
+                        "INSERT INTO raw_records VALUES (?, NULL, [], false, 'arXivRaw', "
+                        "'<x/>', 'oai', 'h', now())",
+                        [f"2401.{n:05d}"],
+                    ),
+                )
+                written += 1
+                time.sleep(0.1)
+                renewed = c.execute(
+                    "SELECT max(renewed_at) > max(acquired_at) FROM job_leases WHERE job = 'ingest'"
+                ).fetchone()[0]
+            seen.extend(i.holder for i in sched.read_leases(c) if i.job == "ingest")
+        finally:
+            c.close()
+        return {"renewed": bool(renewed), "written": written}
+
+    jobs = {"ingest": sched.Job("ingest", "x", busy, 0)}
+    outcome = sched.Scheduler(config, jobs=jobs, lease_seconds=0.9).run_job("ingest")
+    assert outcome.status == "succeeded", outcome.error
+    detail = outcome.runs[-1].detail
+    assert detail["renewed"] is True
+    assert seen and seen[0] is not None
+    con = lake.connect(config)
+    assert con.execute("SELECT count(*) FROM raw_records").fetchone()[0] == detail["written"]
+    assert {i.job: i.holder for i in sched.read_leases(con)}["ingest"] is None
+    con.close()
