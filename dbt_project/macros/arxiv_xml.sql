@@ -40,12 +40,23 @@ end)
 {%- endmacro %}
 
 {#-
-  Collapse runs of whitespace (hard-wrapped abstracts, indented titles) to one space. Matching
-  runs of two or more, or a lone tab/newline, leaves single spaces alone: about 4x faster than
-  rewriting every '\s+' match.
+  Collapse runs of whitespace to one space and trim; '' becomes NULL. Matching runs of two or
+  more, or a lone tab/newline, leaves single spaces alone, and the regex only runs when there is
+  something to fold.
 -#}
 {% macro normalize_ws(expr) -%}
-nullif(trim(regexp_replace({{ expr }}, '\s\s+|[\t\n\r\f\v]', ' ', 'g')), '')
+nullif(trim(case when regexp_matches({{ expr }}, '\s\s|[\t\n\r\f\v]')
+    then regexp_replace({{ expr }}, '\s\s+|[\t\n\r\f\v]', ' ', 'g')
+    else {{ expr }} end), '')
+{%- endmacro %}
+
+{#-
+  Title and abstract (the text that gets embedded and hashed): every run of whitespace folded to
+  one space, trimmed, '' -> NULL, by papersys_normalize_text (registered by papersys.dbt_plugin;
+  vectorized, several times faster than regexp_replace on hard-wrapped abstracts).
+-#}
+{% macro normalize_text(expr) -%}
+nullif(papersys_normalize_text({{ expr }}), '')
 {%- endmacro %}
 
 {#- Decoded, whitespace-normalized text of a tag. -#}
@@ -108,33 +119,46 @@ with typed as (
     from {{ relation }}
 ),
 
-fields as (
+{#- Each element located once (a substring search); decoding and normalizing come next. #}
+located as (
     select
         arxiv_id,
         datestamp,
         deleted,
         landed_at,
         metadata_format,
-        {{ xml_text('payload_xml', 'title') }} as title,
-        {{ xml_text('payload_xml', 'abstract') }} as abstract,
-        case metadata_format
-            when 'arXivRaw' then {{ xml_text('payload_xml', 'authors') }}
-        end as raw_authors,
+        {{ xml_raw('payload_xml', 'title') }} as title_xml,
+        {{ xml_raw('payload_xml', 'abstract') }} as abstract_xml,
+        case metadata_format when 'arXivRaw' then {{ xml_raw('payload_xml', 'authors') }} end as authors_xml,
         case metadata_format
             when 'arXiv' then {{ structured_authors('payload_xml') }}
         end as structured_authors,
-        list_filter(string_split(coalesce({{ xml_text('payload_xml', 'categories') }}, ''), ' '), c -> c <> '') as categories,
+        {{ xml_raw('payload_xml', 'categories') }} as categories_xml,
         case metadata_format
             -- arXivRaw lists every version in order: v1 is the first <date>, the latest the last.
             when 'arXivRaw' then regexp_extract_all(payload_xml, '<date>([^<]*)</date>', 1)
         end as version_dates,
-        {{ xml_text('payload_xml', 'created') }} as created_text,
-        {{ xml_text('payload_xml', 'updated') }} as updated_text,
-        {{ xml_text('payload_xml', 'doi') }} as doi,
-        {{ xml_text('payload_xml', 'journal-ref') }} as journal_ref,
-        {{ xml_text('payload_xml', 'comments') }} as comments,
-        {{ xml_text('payload_xml', 'license') }} as license
+        case metadata_format when 'arXiv' then {{ xml_raw('payload_xml', 'created') }} end as created_text,
+        case metadata_format when 'arXiv' then {{ xml_raw('payload_xml', 'updated') }} end as updated_text,
+        {{ xml_raw('payload_xml', 'doi') }} as doi_xml,
+        {{ xml_raw('payload_xml', 'journal-ref') }} as journal_ref_xml,
+        {{ xml_raw('payload_xml', 'comments') }} as comments_xml,
+        {{ xml_raw('payload_xml', 'license') }} as license_xml
     from typed
+),
+
+fields as (
+    select
+        * exclude (title_xml, abstract_xml, authors_xml, categories_xml, doi_xml, journal_ref_xml, comments_xml, license_xml),
+        {{ normalize_text(xml_unescape('title_xml')) }} as title,
+        {{ normalize_text(xml_unescape('abstract_xml')) }} as abstract,
+        {{ normalize_ws(xml_unescape('authors_xml')) }} as raw_authors,
+        {{ normalize_ws('categories_xml') }} as categories_text,
+        {{ normalize_ws(xml_unescape('doi_xml')) }} as doi,
+        {{ normalize_ws(xml_unescape('journal_ref_xml')) }} as journal_ref,
+        {{ normalize_ws(xml_unescape('comments_xml')) }} as comments,
+        {{ normalize_ws(xml_unescape('license_xml')) }} as license
+    from located
 )
 
 select
@@ -151,16 +175,16 @@ select
             else structured_authors
         end,
         []::varchar[]) as authors,
-    categories,
-    categories[1] as primary_category,
+    coalesce(string_split(categories_text, ' '), []::varchar[]) as categories,
+    string_split(categories_text, ' ')[1] as primary_category,
     case metadata_format
         when 'arXivRaw' then {{ rfc822_date('version_dates[1]') }}
         -- arXiv format has no v1 date; <created> is the closest it offers.
-        else try_cast(created_text as date)
+        else try_cast(trim(created_text) as date)
     end as submitted_at,
     case metadata_format
         when 'arXivRaw' then {{ rfc822_date('version_dates[-1]') }}
-        else coalesce(try_cast(updated_text as date), try_cast(created_text as date))
+        else coalesce(try_cast(trim(updated_text) as date), try_cast(trim(created_text) as date))
     end as updated_at,
     case metadata_format when 'arXivRaw' then len(version_dates) end as version_count,
     doi,

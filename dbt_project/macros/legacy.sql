@@ -18,8 +18,8 @@ with ranked as (
 
 select
     arxiv_id,
-    {{ normalize_ws('title') }} as title,
-    {{ normalize_ws('abstract') }} as abstract,
+    {{ normalize_text('title') }} as title,
+    {{ normalize_text('abstract') }} as abstract,
     coalesce(list_filter(list_transform(authors, a -> {{ normalize_ws('a') }}), a -> a is not null), []::varchar[]) as authors,
     coalesce(list_filter(categories, c -> nullif(trim(c), '') is not null), []::varchar[]) as categories,
     coalesce(nullif(trim(primary_category), ''), list_filter(categories, c -> nullif(trim(c), '') is not null)[1]) as primary_category,
