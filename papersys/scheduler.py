@@ -625,6 +625,8 @@ class Scheduler:
         spec = self.config.scheduler.jobs.get(name)
         retries = spec.retries if spec else 0
         retry_delay = spec.retry_delay if spec else 0.0
+        # No connection stays open while the job runs: the job opens its own, and two
+        # connections of one process to a SQLite catalog can lock each other out.
         con = lake.connect(self.config)
         try:
             lease, held = acquire_lease(
@@ -647,15 +649,19 @@ class Scheduler:
                 record_run(con, skipped)
                 self._emit("skipped", name, f"{name} is already running ({holder}); skipped")
                 return JobOutcome(name, "skipped", [skipped], held_by=holder)
-            try:
-                if not self.heartbeat:
-                    return self._attempts(con, job, trigger, retries, retry_delay)
-                with _Heartbeat(self.config, lease, self.lease_seconds):
-                    return self._attempts(con, job, trigger, retries, retry_delay)
-            finally:
-                release_lease(con, lease)
         finally:
             con.close()
+        try:
+            if not self.heartbeat:
+                return self._attempts(job, trigger, retries, retry_delay)
+            with _Heartbeat(self.config, lease, self.lease_seconds):
+                return self._attempts(job, trigger, retries, retry_delay)
+        finally:
+            con = lake.connect(self.config, migrate=False)
+            try:
+                release_lease(con, lease)
+            finally:
+                con.close()
             if self.metrics_hook is not None:
                 try:
                     self.metrics_hook()
@@ -664,7 +670,6 @@ class Scheduler:
 
     def _attempts(
         self,
-        con: duckdb.DuckDBPyConnection,
         job: Job,
         trigger: str,
         retries: int,
@@ -701,7 +706,11 @@ class Scheduler:
                 error,
                 detail,
             )
-            record_run(con, run)
+            con = lake.connect(self.config, migrate=False)
+            try:
+                record_run(con, run)
+            finally:
+                con.close()
             runs.append(run)
             if status == "succeeded":
                 self._emit("finished", job.name, f"{job.name}: succeeded in {duration:.1f}s")

@@ -415,3 +415,28 @@ def test_heartbeat_keeps_the_lease_while_the_job_writes(config: Config) -> None:
     assert con.execute("SELECT count(*) FROM raw_records").fetchone()[0] == detail["written"]
     assert {i.job: i.holder for i in sched.read_leases(con)}["ingest"] is None
     con.close()
+
+
+@pytest.mark.slow
+def test_real_transform_embed_and_backfill_jobs(config: Config) -> None:
+    from papersys.ingestion.harvest import harvest
+    from papersys.ingestion.replay import OAIReplay, ReplayServer
+
+    replay = OAIReplay(oai_pages([6]))
+    with ReplayServer(replay) as server:
+        config.ingestion.endpoint = server.url  # type: ignore[misc]
+        config.ingestion.request_spacing = 0.0  # type: ignore[misc]
+        harvest(config, metadata_prefix=replay.prefix)
+    runner = sched.Scheduler(config)
+    for job in ("transform", "embed", "embedding_backfill"):
+        outcome = runner.run_job(job)
+        assert outcome.status == "succeeded", (job, outcome.error)
+    con = lake.connect(config)
+    assert con.execute("SELECT count(*) FROM embeddings_minilm").fetchone()[0] == 6
+    assert con.execute("SELECT count(*) FROM missing_embeddings").fetchone()[0] == 0
+    details = dict(
+        con.execute("SELECT job, detail FROM job_runs WHERE status = 'succeeded'").fetchall()
+    )
+    con.close()
+    assert json.loads(details["embed"])["models"]["minilm"]["embedded"] == 6
+    assert json.loads(details["embedding_backfill"])["models"]["minilm"]["embedded"] == 0
