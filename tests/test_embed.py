@@ -49,12 +49,14 @@ def real_papers() -> list[tuple[str, str, str]]:
     return out
 
 
-def paper_texts(n: int) -> list[tuple[str, int, str]]:
+def paper_texts(n: int, *, titles_only: bool = False) -> list[tuple[str, int, str]]:
     """n papers (id, year, text) built from the real abstracts, cycled with distinct ids."""
     base = real_papers()
     rows = []
     for i in range(n):
         _, title, abstract = base[i % len(base)]
+        if titles_only:
+            abstract = ""
         text = f"{title}. {abstract}" if i < len(base) else f"{title} (part {i}). {abstract}"
         rows.append((f"2401.{i:05d}", 2023 + i % 2, text))
     return rows

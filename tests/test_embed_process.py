@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from test_embed import create_gap_view, paper_texts
 
@@ -47,16 +48,21 @@ def _count(config: Config, con: object | None = None) -> tuple[int, int]:
 def _prepare(config: Config, n: int) -> None:
     con = lake.connect(config)
     try:
-        create_gap_view(con, paper_texts(n))
+        # Titles only: these tests are about processes, not encoding speed.
+        create_gap_view(con, paper_texts(n, titles_only=True))
     finally:
         con.close()
 
 
 def test_kill_9_mid_run_then_rerun_continues_without_duplicates(process_config: Config):
-    n = 120
+    """Killed with its encoder in a worker process: the worker goes too, the rerun continues."""
+    n = 200
     _prepare(process_config, n)
     proc = subprocess.Popen(
-        [*CLI, "embed-gaps"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*CLI, "embed-gaps", "--isolate"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     watcher = lake.connect(process_config)
     try:
@@ -66,8 +72,13 @@ def test_kill_9_mid_run_then_rerun_continues_without_duplicates(process_config: 
                 break
             time.sleep(0.1)
         assert proc.poll() is None, f"finished before it could be killed: {proc.communicate()}"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "the encoder should run in a worker process"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
+        # The orphaned worker notices its parent is gone and exits on its own.
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"worker processes outlived the killed run: {alive}"
     finally:
         watcher.close()
         if proc.poll() is None:

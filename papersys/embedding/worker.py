@@ -37,9 +37,16 @@ def _worker_main(config_json: str, requests: Any, results: Any) -> None:
         results.put(("error", -1, _describe(exc)))
         return
     results.put(("ready", -1, encoder.info))
+    parent = mp.parent_process()
     try:
         while True:
-            message = requests.get()
+            try:
+                message = requests.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                # A parent killed with SIGKILL cannot say goodbye: do not outlive it.
+                if parent is not None and not parent.is_alive():
+                    break
+                continue
             if message is None:
                 break
             seq, texts = message
