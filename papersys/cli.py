@@ -380,16 +380,25 @@ def demo(
         typer.Option(help="Directory of OAI-PMH pages to replay (default: the bundled sample)."),
     ] = None,
 ) -> None:
-    """Run the pipeline offline on the bundled sample of real arXiv records.
+    """Run the whole pipeline offline on the bundled sample of real arXiv records.
 
-    Serves the sample's OAI-PMH pages from a local HTTP server on 127.0.0.1, harvests them
-    with the real client into the configured lake, then shows the status.
+    Serves the sample's OAI-PMH pages from a local HTTP server on 127.0.0.1 and harvests them
+    with the real client into the configured lake, runs the dbt project (papers, gaps,
+    coverage), embeds every paper with the packaged all-MiniLM-L6-v2, shows the status and
+    prints example queries for the DuckDB shell. Run it again: nothing lands twice.
     """
+    import os
+
+    from papersys.config import PACKAGED_MINILM
     from papersys.ingestion.harvest import harvest
     from papersys.ingestion.replay import SAMPLE_DIR, OAIReplay, ReplayServer
 
+    # The demo needs nothing from the network: the model is the packaged one.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     config = get_config(ctx)
     replay = OAIReplay.from_dir(sample or SAMPLE_DIR)
+    console.rule("[bold]1/4 ingest")
     with ReplayServer(replay) as server:
         local = config.ingestion.model_copy(
             update={"endpoint": server.url, "request_spacing": 0.0, "sets": []}
@@ -405,7 +414,64 @@ def demo(
             f"harvest {r.harvest_id}: {r.status}, {r.pages} page(s), {r.records:,} records"
             f", {r.deleted:,} deleted{extra}"
         )
+    console.rule("[bold]2/4 transform (dbt build)")
+    transform_command(ctx, select=None, full_refresh=False, skip_tests=False)
+    console.rule("[bold]3/4 embed-gaps")
+    packaged = [n for n, m in config.embedding.models.items() if m.model == PACKAGED_MINILM]
+    embed_gaps_command(
+        ctx,
+        models=packaged or None,
+        limit=None,
+        year=None,
+        reason=None,
+        dry_run=False,
+        isolate=None,
+    )
+    console.rule("[bold]4/4 status")
     status(ctx, as_json=False)
+    _print_demo_queries(config, packaged[0] if packaged else None)
+
+
+def _print_demo_queries(config: Config, model: str | None) -> None:
+    """Three queries to try in the DuckDB shell on the demo's lake."""
+    default_catalog = (
+        config.lake.catalog is None
+        and config.lake.root.resolve() == (Path.cwd() / "lake").resolve()
+    )
+    console.rule("[bold]explore")
+    if default_catalog:
+        console.print("Open the lake in the DuckDB shell:  [bold]duckdb -init sql/attach.sql[/]")
+    else:
+        console.print(
+            "Open the lake in the DuckDB shell (sql/attach.sql attaches ./lake; for this lake):\n"
+            "  LOAD ducklake; LOAD sqlite_scanner;\n"
+            f"  ATTACH '{config.lake.catalog_uri}' AS lake (READ_ONLY); USE lake;",
+            highlight=False,
+            markup=False,
+        )
+    queries = [
+        "-- papers and how many have several versions, per year\n"
+        "SELECT year, count(*) AS papers, count(*) FILTER (version_count > 1) AS revised\n"
+        "FROM papers GROUP BY year ORDER BY year;",
+        "-- embedding coverage per model and year\n"
+        "SELECT model, year, papers, embedded, missing FROM embedding_coverage\n"
+        "ORDER BY model, year;",
+    ]
+    if model is not None:
+        dim = config.embedding.models[model].dim
+        table = f"embeddings_{model}"
+        queries.append(
+            "-- the five papers closest to 0704.0001, by cosine similarity of their vectors\n"
+            f"SELECT p.arxiv_id, p.title,\n"
+            f"       array_cosine_similarity(e.embedding::FLOAT[{dim}], "
+            f"q.embedding::FLOAT[{dim}]) AS similarity\n"
+            f"FROM {table} e JOIN papers p USING (arxiv_id),\n"
+            f"     (SELECT embedding FROM {table} WHERE arxiv_id = '0704.0001') q\n"
+            "WHERE p.arxiv_id <> '0704.0001' ORDER BY similarity DESC LIMIT 5;"
+        )
+    for query in queries:
+        console.print(query, highlight=False, markup=False)
+        console.print()
 
 
 # --- transform (papersys/transform.py) ---
