@@ -122,6 +122,7 @@ with typed as (
 {#- Each element located once (a substring search); decoding and normalizing come next. #}
 located as (
     select
+        raw_row_id,
         arxiv_id,
         datestamp,
         deleted,
@@ -162,6 +163,7 @@ fields as (
 )
 
 select
+    raw_row_id,
     arxiv_id,
     datestamp,
     deleted,

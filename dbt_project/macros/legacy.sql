@@ -1,18 +1,19 @@
 {#-
   Legacy metadata rows (legacy_papers) that satisfy `where`, one per paper (the latest import
-  wins), normalized like OAI data. `where` is applied before ranking so an incremental run
-  reads only newly imported rows.
+  wins), normalized like OAI data. `where` (on legacy_papers columns, e.g. rowid) is applied
+  before ranking so an incremental run reads only newly imported rows.
 -#}
 {% macro legacy_latest(where='true') -%}
 with ranked as (
     select
+        rowid as legacy_row_id,
         regexp_replace(trim(arxiv_id), 'v[0-9]+$', '') as arxiv_id,
         * exclude (arxiv_id)
     from {{ source('lake', 'legacy_papers') }}
     where ({{ where }})
     qualify row_number() over (
         partition by regexp_replace(trim(arxiv_id), 'v[0-9]+$', '')
-        order by landed_at desc, updated_at desc nulls last, submitted_at asc nulls last
+        order by landed_at desc, legacy_row_id desc
     ) = 1
 )
 
@@ -29,6 +30,7 @@ select
     {{ normalize_ws('journal_ref') }} as journal_ref,
     {{ normalize_ws('comments') }} as comments,
     nullif(trim(license), '') as license,
-    landed_at
+    landed_at,
+    legacy_row_id
 from ranked
 {%- endmacro %}

@@ -4,23 +4,27 @@
 {%- endmacro %}
 
 {#-
-  Start of the next incremental window for rows of `metadata_source` ('oai' | 'legacy'): the
-  newest landed_at already in papers minus a lookback (var landed_lookback_minutes), so rows of a
-  transaction that committed while the previous run was reading are not skipped. Re-reading a
-  row is harmless: the same record wins again.
+  Incremental watermark for rows of `metadata_source` ('oai' | 'legacy'): the highest source
+  row id (DuckLake rowid of raw_records / legacy_papers) already in papers. DuckLake assigns row
+  ids when a transaction commits, so rows committed later always have higher ids, even when
+  their transaction started before the previous run: nothing is skipped, and no lookback is
+  needed. Read when the model runs and inlined as a literal so the scan skips older files.
 -#}
 {% macro papers_watermark(metadata_source) -%}
-(select coalesce(
-    max(landed_at) - to_minutes({{ var('landed_lookback_minutes') | int }}),
-    '-infinity'::timestamptz)
- from {{ this }} where metadata_source = '{{ metadata_source }}')
+{%- if execute and is_incremental() -%}
+    {%- set result = run_query(
+        "select coalesce(max(source_row_id), -1) from " ~ this
+        ~ " where metadata_source = '" ~ metadata_source ~ "'") -%}
+    {{- return(result.columns[0].values()[0] | int) -}}
+{%- endif -%}
+{{- return(-1) -}}
 {%- endmacro %}
 
 {#- Latest raw record per paper among the rows landed since the watermark. -#}
 {% macro papers_new_raw_latest() -%}
 with new_raw as (
     select * from {{ ref('stg_raw_records') }}
-    where landed_at > {{ papers_watermark('oai') }}
+    where raw_row_id > {{ papers_watermark('oai') }}
 )
 {{ dedupe_latest('new_raw') }}
 {%- endmacro %}

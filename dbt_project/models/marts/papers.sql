@@ -9,7 +9,8 @@
 
 {#-
   One row per paper: the latest OAI record (arXivRaw or arXiv), else legacy metadata.
-  Full build: every raw row. Incremental: only raw/legacy rows landed since the last run; a new
+  Full build: every raw row. Incremental: only raw/legacy rows committed since the last run
+  (row id watermark, see papers_watermark); a new
   record replaces the stored paper when its datestamp is at least as recent (delete+insert on
   arxiv_id), tombstones are removed by the pre-hook.
 -#}
@@ -36,7 +37,7 @@ oai as (
 
 legacy as (
     select *
-    from ({{ legacy_latest('landed_at > ' ~ papers_watermark('legacy')) }}) as new_legacy
+    from ({{ legacy_latest('rowid > ' ~ papers_watermark('legacy')) }}) as new_legacy
     where arxiv_id not in (select arxiv_id from {{ ref('stg_raw_records') }})
 ),
 {% else %}
@@ -57,14 +58,14 @@ combined as (
     select
         arxiv_id, title, abstract, authors, categories, primary_category, submitted_at,
         updated_at, version_count, doi, journal_ref, comments, license, datestamp,
-        metadata_format, 'oai' as metadata_source, landed_at
+        metadata_format, 'oai' as metadata_source, landed_at, raw_row_id as source_row_id
     from oai
     union all
     select
         arxiv_id, title, abstract, authors, categories, primary_category, submitted_at,
         updated_at, null::bigint as version_count, doi, journal_ref, comments, license,
         null::date as datestamp, 'legacy' as metadata_format, 'legacy' as metadata_source,
-        landed_at
+        landed_at, legacy_row_id as source_row_id
     from legacy
 )
 
@@ -87,5 +88,6 @@ select
     sha256({{ paper_text('title', 'abstract') }}) as text_sha256,
     metadata_format,
     metadata_source,
-    landed_at
+    landed_at,
+    source_row_id
 from combined
