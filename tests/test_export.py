@@ -225,3 +225,38 @@ def test_push_needs_a_token_and_never_shows_it(
     with pytest.raises(PapersysError, match="cannot reach the Hugging Face Hub") as down:
         exporter.push(out, "me/arxiv")
     assert secret not in str(down.value)
+
+
+@pytest.mark.slow
+def test_demo_then_export_end_to_end(config: Config, tmp_path: Path) -> None:
+    """`papersys demo` fills a fresh lake offline; its vectors export and read back."""
+    from papersys.ingestion.replay import SAMPLE_DIR
+
+    expected = sum(p.read_bytes().count(b"<record>") for p in SAMPLE_DIR.glob("*.xml"))
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    for step in ("1/4 ingest", "2/4 transform", "3/4 embed-gaps", "4/4 status"):
+        assert step in result.output
+    assert "duckdb -init sql/attach.sql" in result.output or "ATTACH 'ducklake:" in result.output
+    assert "array_cosine_similarity" in result.output
+    con = lake.connect(config)
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT arxiv_id) FROM embeddings_minilm"
+    ).fetchone() == (expected, expected)
+    assert con.execute("SELECT count(*) FROM missing_embeddings").fetchone()[0] == 0
+    # The printed similarity query runs as printed.
+    query = result.output.split("by cosine similarity of their vectors\n")[1].split(";")[0]
+    neighbours = con.execute(query).fetchall()
+    con.close()
+    assert len(neighbours) == 5 and all(-1.0 <= sim <= 1.0 for _, _, sim in neighbours)
+
+    out = tmp_path / "dataset"
+    exported = runner.invoke(app, ["export", str(out)])
+    assert exported.exit_code == 0, exported.output
+    metadata = pl.read_parquet(out / "metadata" / "*.parquet")
+    vectors = pl.read_parquet(out / "embeddings" / "minilm" / "*.parquet")
+    assert metadata.height == expected and vectors.height == expected
+    assert vectors.schema["embedding"] == pl.Array(pl.Float32, 384)
+    norms = np.linalg.norm(vectors["embedding"].to_numpy(), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-3)  # MiniLM vectors are normalized
