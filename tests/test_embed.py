@@ -516,3 +516,37 @@ def test_cli_dry_run_run_and_errors(con, lake_root, config, monkeypatch):
     bad = runner.invoke(app, ["embed-gaps", "--model", "Bad-Name"])
     assert bad.exit_code == 2 and "invalid model name" in bad.output
     assert "Traceback" not in bad.output
+
+
+@pytest.mark.slow
+def test_worker_error_and_ctrl_c_shut_the_worker_down_cleanly(con, small_chunks):
+    create_gap_view(con, paper_texts(12, titles_only=True))
+    workers: list[IsolatedEncoder] = []
+
+    def isolated(model: EmbeddingModelConfig, isolate: bool) -> IsolatedEncoder:
+        assert isolate
+        workers.append(IsolatedEncoder(model))
+        return workers[-1]
+
+    def interrupt(model: str, done: int, total: int) -> None:
+        if done >= 4:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the parent
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_gaps(
+            small_chunks, con=con, isolate=True, encoder_factory=isolated, on_progress=interrupt
+        )
+    [worker] = workers
+    assert not worker._process.is_alive()
+    assert fetch(con, "SELECT count(*) FROM embeddings_minilm") == [(4,)]  # the committed chunk
+    assert fetch(con, "SELECT holder FROM embedding_leases") == [(None,)]
+
+    # An encoding error in the worker comes back as one line; the worker is stopped.
+    worker = IsolatedEncoder(small_chunks.embedding.models["minilm"])
+    try:
+        with pytest.raises(EncoderError, match="embedding worker failed") as info:
+            worker.encode([None])  # not text: the model raises inside the worker
+        assert "\n" not in str(info.value)
+    finally:
+        worker.close()
+    assert not worker._process.is_alive()
