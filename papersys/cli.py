@@ -551,7 +551,9 @@ def embed_gaps_command(
     models: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="Model name from [embedding.models] (repeatable; default: all)."
+            "--model",
+            "-m",
+            help="Model name from \\[embedding.models] (repeatable; default: all).",
         ),
     ] = None,
     limit: Annotated[
