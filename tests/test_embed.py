@@ -550,3 +550,24 @@ def test_worker_error_and_ctrl_c_shut_the_worker_down_cleanly(con, small_chunks)
     finally:
         worker.close()
     assert not worker._process.is_alive()
+
+
+@pytest.mark.gpu
+def test_vllm_backend_on_a_gpu(con, small_chunks, minilm):
+    """Where vLLM and a CUDA device exist: the whole run encodes in the spawned vLLM worker."""
+    pytest.importorskip("vllm")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    papers = paper_texts(40)
+    create_gap_view(con, papers)
+    small_chunks.embedding.models["minilm"] = small_chunks.embedding.models["minilm"].model_copy(
+        update={"backend": "vllm", "device": "cuda"}
+    )
+    [run] = embed_gaps(small_chunks, con=con)
+    assert (run.embedded, run.rejects, run.encoder.backend) == (40, [], "vllm")
+    stored = dict(fetch(con, "SELECT arxiv_id, embedding FROM embeddings_minilm"))
+    reference = minilm.encode([text for _, _, text in papers])
+    ours = np.array([stored[arxiv_id] for arxiv_id, _, _ in papers], dtype=np.float32)
+    assert float((ours * reference).sum(axis=1).min()) >= 0.99
