@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -131,13 +130,19 @@ def baseline_parse(data: bytes) -> list[RawRecord]:
     return out
 
 
-def best_of(repeats: int, fn: Callable[[], int]) -> tuple[float, int]:
-    times, count = [], 0
+def c14n(payload: str) -> bytes:
+    return etree.tostring(etree.fromstring(payload.encode()), method="c14n")
+
+
+def best_of(repeats: int, fn: Callable[[], int]) -> tuple[float, float, int]:
+    """Best wall time and best CPU time of this process over ``repeats`` runs."""
+    walls, cpus, count = [], [], 0
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         count = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), count
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus), count
 
 
 def main() -> None:
@@ -145,7 +150,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=10_000)
     ap.add_argument("--page-size", type=int, default=2500, help="arXiv sends 2500 today")
     ap.add_argument("--deleted-every", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
     pages, n_templates = build_pages(args.records, args.page_size, args.deleted_every)
@@ -155,27 +160,30 @@ def main() -> None:
         f"{args.page_size}, {size_mb:.1f} MB XML ({size_mb * 1e6 / args.records:,.0f} B/record)"
     )
 
-    # Same output from both parsers (checked once, outside the timings).
-    assert [
-        (r.arxiv_id, r.datestamp, r.set_specs, r.deleted, r.payload_xml)
-        for r in parse_page(pages[0]).records
-    ] == [
-        (r.arxiv_id, r.datestamp, r.set_specs, r.deleted, r.payload_xml)
-        for r in baseline_parse(pages[0])
-    ]
+    # Same output from both parsers (checked once, outside the timings). parse_page keeps each
+    # payload byte for byte, the baseline re-serializes it: compare canonical XML.
+    def canonical(records: list[RawRecord]) -> list[tuple[object, ...]]:
+        return [
+            (r.arxiv_id, r.datestamp, r.set_specs, r.deleted, r.payload_xml and c14n(r.payload_xml))
+            for r in records
+        ]
 
-    t_stream, n = best_of(args.repeats, lambda: sum(len(parse_page(p).records) for p in pages))
-    t_base, _ = best_of(args.repeats, lambda: sum(len(baseline_parse(p)) for p in pages))
+    assert canonical(parse_page(pages[0]).records) == canonical(baseline_parse(pages[0]))
+
+    stream = best_of(args.repeats, lambda: sum(len(parse_page(p).records) for p in pages))
+    base = best_of(args.repeats, lambda: sum(len(baseline_parse(p)) for p in pages))
+    n = stream[2]
 
     with tempfile.TemporaryDirectory(prefix="papersys-bench-") as tmp:
         config = load_config()
         config.lake = LakeConfig(root=Path(tmp) / "lake")
         con = lake.connect(config)
         con.execute("SET threads = 1")
-        land_times: list[float] = []
-        land_cpu: list[float] = []
-        land_only: list[float] = []
-        for attempt in range(args.repeats):
+        landing_walls: list[float] = []
+        runs = iter(range(args.repeats))
+
+        def parse_and_land() -> int:
+            attempt = next(runs)
             state = HarvestState(
                 harvest_id=f"bench-{attempt}",
                 source="oai",
@@ -186,7 +194,7 @@ def main() -> None:
                 until_date=None,
             )
             start_harvest(con, state)
-            t0, c0, landing = time.perf_counter(), time.process_time(), 0.0
+            landing = 0.0
             for i, data in enumerate(pages):
                 page = parse_page(data)
                 t1 = time.perf_counter()
@@ -200,39 +208,37 @@ def main() -> None:
                     final_status="completed" if i == len(pages) - 1 else "running",
                 )
                 landing += time.perf_counter() - t1
-            land_times.append(time.perf_counter() - t0)
-            land_cpu.append(time.process_time() - c0)
-            land_only.append(landing)
+            landing_walls.append(landing)
+            return state.records
+
+        land = best_of(args.repeats, parse_and_land)
         landed = con.execute("SELECT count(*) FROM raw_records").fetchone()[0]
         con.close()
     assert landed == args.records * args.repeats, landed
-    t_land = min(land_times)
 
-    def rate(seconds: float) -> str:
-        return f"{n / seconds:>10,.0f} records/s"
+    def row(label: str, wall: float, cpu: float) -> None:
+        print(f"{label:40s} {n / wall:>12,.0f} {n / cpu:>12,.0f}")
 
-    print(f"parse only (streaming iterparse):     {rate(t_stream)}  ({t_stream:.3f} s)")
-    print(f"baseline (fromstring + XPath):        {rate(t_base)}  ({t_base:.3f} s)")
-    print(f"  streaming / baseline:               {t_base / t_stream:10.2f}x")
+    print(f"{'records/s (best of ' + str(args.repeats) + ')':40s} {'wall':>12s} {'CPU':>12s}")
+    row("parse only (streaming iterparse)", stream[0], stream[1])
+    row("baseline (fromstring + XPath)", base[0], base[1])
+    row("parse + land (1 txn per page + cursor)", land[0], land[1])
     print(
-        f"parse + land (1 txn per page+cursor): {rate(t_land)}  ({t_land:.3f} s, "
-        f"median {statistics.median(land_times):.3f} s)"
+        f"streaming parser vs baseline: {base[0] / stream[0]:.2f}x (wall), "
+        f"{base[1] / stream[1]:.2f}x (CPU)"
     )
+    per_page = land[0] / len(pages)
     print(
-        f"  CPU time of this process:           {rate(min(land_cpu))}  "
-        "(less sensitive to other load on a shared machine)"
+        f"per {args.page_size}-record page: {per_page * 1000:.0f} ms parse + land, of which "
+        f"{min(landing_walls) / len(pages) * 1000:.0f} ms landing = {per_page / 3.0:.1%} of "
+        "arXiv's 3 s request spacing"
     )
-    print(
-        f"  of which landing (txn per page):    {rate(min(land_only))}  "
-        f"({min(land_only) / len(pages) * 1000:.0f} ms per page)"
-    )
-    per_page = t_land / len(pages)
-    print(
-        f"  per {args.page_size}-record page: {per_page * 1000:.0f} ms = "
-        f"{per_page / 3.0:.1%} of arXiv's 3 s request spacing"
-    )
-    verdict = "meets" if n / t_land >= GOAL else "BELOW"
-    print(f"  goal >= {GOAL:,} records/s on one core: {verdict} ({n / t_land / GOAL:.2f}x goal)")
+    for label, seconds in (("wall", land[0]), ("CPU", land[1])):
+        rate = n / seconds
+        verdict = "meets" if rate >= GOAL else "BELOW"
+        print(f"goal >= {GOAL:,} records/s on one core ({label}): {verdict}, {rate / GOAL:.2f}x")
+    print("(CPU time is what one dedicated core would need; wall time includes waiting for a")
+    print(" CPU on a shared machine and the catalog's fsyncs)")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ def test_real_listrecords_page() -> None:
     assert record.datestamp == dt.date(2014, 11, 18)
     assert record.set_specs == ["physics:nucl-ex", "physics:nucl-th"]
     assert record.deleted is False
-    # The metadata child as serialized XML: its own namespace, text untouched.
+    # The metadata child byte for byte: its own namespace declarations, entities as sent.
     payload = record.payload_xml
     assert payload is not None
     assert payload.startswith('<arXivRaw xmlns="http://arxiv.org/OAI/arXivRaw/"')
     assert payload.endswith("</abstract></arXivRaw>")
-    assert 'extremely " stiff " and " soft "' in payload
+    assert "extremely &quot; stiff &quot; and &quot; soft &quot;" in payload
     assert "<title>Density dependence of the symmetry energy and the nuclear equation of\n" in (
         payload
     )
@@ -67,6 +67,7 @@ def test_every_real_record_round_trips_verbatim() -> None:
         }
         for record in page.records:
             assert record.payload_xml is not None
+            assert record.payload_xml.encode() in raw  # byte for byte
             parsed = etree.fromstring(record.payload_xml.encode())
             original = originals[record.arxiv_id]
             assert _content(parsed) == _content(original), (path, record.arxiv_id)
@@ -134,10 +135,10 @@ def test_parser_frees_records_as_it_goes() -> None:
     seen_sizes: list[int] = []
     original = parser._record_from_element
 
-    def spy(elem: etree._Element):
+    def spy(elem: etree._Element, slicer=None):
         # Earlier records are either detached or cleared (emptied).
         seen_sizes.append(sum(len(e) for e in elem.itersiblings(preceding=True)))
-        return original(elem)
+        return original(elem, slicer)
 
     parser._record_from_element = spy
     try:
@@ -258,3 +259,62 @@ def test_real_arxiv_format_record() -> None:
     assert '"Chaos in Astronomy"' in fields["comments"]
     assert fields["doi"] == "10.1007/978-3-540-75826-6_11"
     assert "Poincar\\'{e}" in fields["abstract"]  # TeX left as is
+
+
+def _one_record_page(metadata: str, declaration: str = '<?xml version="1.0" encoding="UTF-8"?>'):
+    return (
+        f'{declaration}\n<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/" '
+        'xmlns:x="http://example.org/x"><responseDate>2025-01-01T00:00:00Z</responseDate>'
+        "<ListRecords><record><header><identifier>oai:arXiv.org:2501.00001</identifier>"
+        f"<datestamp>2025-01-01</datestamp></header><metadata>{metadata}</metadata></record>"
+        "<resumptionToken/></ListRecords></OAI-PMH>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "byte_exact"),
+    [
+        # Self-contained (the root's unused x: prefix aside): kept byte for byte, entities as sent.
+        (
+            '<arXivRaw xmlns="http://arxiv.org/OAI/arXivRaw/"><title>A &amp; B</title></arXivRaw>',
+            True,
+        ),
+        # Uses a prefix declared on the page's root: serialized by lxml with the declaration.
+        (
+            '<arXivRaw xmlns="http://arxiv.org/OAI/arXivRaw/"><x:note>n</x:note></arXivRaw>',
+            False,
+        ),
+        # No namespace declaration of its own (inherits the OAI one): serialized by lxml.
+        ("<arXivRaw><title>T</title></arXivRaw>", False),
+        # CDATA: serialized by lxml as escaped text (what the dbt staging decodes).
+        (
+            '<arXivRaw xmlns="http://arxiv.org/OAI/arXivRaw/"><title><![CDATA[a<b]]></title>'
+            "</arXivRaw>",
+            False,
+        ),
+        # A comment holding the closing tag text: the span is not the element, lxml serializes.
+        (
+            '<arXivRaw xmlns="http://arxiv.org/OAI/arXivRaw/"><!-- </metadata> --></arXivRaw>',
+            False,
+        ),
+    ],
+)
+def test_payload_is_exact_or_a_standalone_serialization(metadata, byte_exact) -> None:
+    [record] = parse_page(_one_record_page(metadata).encode()).records
+    payload = record.payload_xml or ""
+    assert (payload == metadata) is byte_exact
+    standalone = etree.fromstring(payload.encode())  # always parses on its own
+    original = etree.fromstring(_one_record_page(metadata).encode()).find(
+        ".//{http://www.openarchives.org/OAI/2.0/}metadata"
+    )[0]
+    assert _content(standalone) == _content(original)
+    # Every namespace the element uses resolves the same way on its own.
+    used = {e.tag.split("}")[0] for e in original.iter() if isinstance(e.tag, str)}
+    assert used <= {"{" + uri for uri in standalone.nsmap.values()}
+
+
+def test_payload_of_a_latin1_page() -> None:
+    metadata = '<arXivRaw xmlns="http://arxiv.org/OAI/arXivRaw/"><title>Poincaré</title></arXivRaw>'
+    page = _one_record_page(metadata, '<?xml version="1.0" encoding="ISO-8859-1"?>')
+    [record] = parse_page(page.encode("latin-1")).records
+    assert "<title>Poincaré</title>" in (record.payload_xml or "")

@@ -7,6 +7,8 @@ into ``payload_xml``; deleted headers become tombstones with no payload. OAI err
 HTTP 200 with an ``<error code=...>`` element and are returned, not raised, so the caller
 decides what ``noRecordsMatch`` means.
 
+``payload_xml`` is the element exactly as the server sent it (a byte slice of the page, checked
+to be that element and self-contained), else lxml's serialization of it.
 ``parse_metadata`` turns a payload back into the fields listed in ARXIV_OAI.md (both formats).
 """
 
@@ -115,7 +117,73 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-def _record_from_element(elem: etree._Element) -> RawRecord:
+class _PayloadSlicer:
+    """Finds each record's metadata element in the raw page bytes, to keep it byte for byte.
+
+    The parser walks the page in order; so does this scan (plain ``bytes.find``, cheaper than
+    re-serializing). A span is used only when it is certainly this record's and stands alone:
+    found after the record's identifier and ``</header>``, starting with the element's own
+    start tag and ending with its end tag, and that start tag declaring every namespace the
+    element has in scope. Otherwise (or for a page not in UTF-8) lxml serializes the element:
+    the same XML, not necessarily the same bytes.
+    """
+
+    __slots__ = ("data", "enabled", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        head = data[:200].lower()
+        self.enabled = not head.startswith(b"<?xml") or (
+            b"encoding" not in head.split(b"?>", 1)[0] or b"utf-8" in head.split(b"?>", 1)[0]
+        )
+
+    def take(self, identifier: str, child: etree._Element) -> str | None:
+        if not self.enabled:
+            return None
+        data = self.data
+        # Anchor on this record: its identifier, its </header>, then <metadata> right after.
+        found = data.find(identifier.strip().encode(), self.pos)
+        header_end = data.find(b"</header>", found) if found >= 0 else -1
+        if header_end < 0:
+            return None
+        start = header_end + 9
+        while data[start : start + 1] in (b" ", b"\n", b"\r", b"\t"):
+            start += 1
+        if not data.startswith(b"<metadata>", start):
+            return None
+        close = data.find(b"</metadata>", start)
+        if close < 0:
+            return None
+        self.pos = close + 11
+        span = data[start + 10 : close].strip()
+        name = etree.QName(child).localname.encode()
+        tag_end = span.find(b">")
+        if (
+            tag_end < 0
+            or not span.startswith(b"<" + name)
+            or span[len(name) + 1 : len(name) + 2] not in (b" ", b">", b"\n", b"\t", b"\r")
+            or not span.endswith(b"</" + name + b">")
+        ):
+            return None
+        if b"<![CDATA[" in span:
+            return None  # lxml turns CDATA into escaped text, which the dbt staging decodes
+        start_tag = span[:tag_end]
+        for prefix, uri in child.nsmap.items():
+            declared = b"xmlns" + (b":" + prefix.encode() if prefix else b"") + b'="'
+            if declared + uri.encode() + b'"' in start_tag:
+                continue
+            # Declared outside the span: fine only if the span never uses it (a conservative
+            # check: any "x:" after "<", "/" or whitespace counts as a use).
+            if prefix is None or re.search(rb"[<\s/]" + re.escape(prefix.encode()) + rb":", span):
+                return None
+        try:
+            return span.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+
+def _record_from_element(elem: etree._Element, slicer: _PayloadSlicer | None = None) -> RawRecord:
     # Direct child walks instead of find(): this runs once per record (millions).
     header = None
     metadata = None
@@ -145,7 +213,10 @@ def _record_from_element(elem: etree._Element) -> RawRecord:
     if not deleted and metadata is not None:
         for child in metadata:
             if isinstance(child.tag, str):
-                payload = etree.tostring(child, encoding="unicode", with_tail=False)
+                if slicer is not None:
+                    payload = slicer.take(identifier, child)
+                if payload is None:
+                    payload = etree.tostring(child, encoding="unicode", with_tail=False)
                 break
     return RawRecord(
         arxiv_id=arxiv_id_from_identifier(identifier),
@@ -167,6 +238,7 @@ def iter_page(data: bytes, page: Page) -> Iterator[RawRecord]:
         huge_tree=True,
     )
     seen_root = False
+    slicer = _PayloadSlicer(data)
     try:
         for event, elem in events:
             if event == "start":
@@ -175,7 +247,7 @@ def iter_page(data: bytes, page: Page) -> Iterator[RawRecord]:
                 continue
             tag = elem.tag
             if tag == _RECORD:
-                record = _record_from_element(elem)
+                record = _record_from_element(elem, slicer)
                 # Free what was parsed so far: memory stays flat in the page size.
                 elem.clear(keep_tail=False)
                 parent = elem.getparent()
