@@ -90,13 +90,24 @@ def main() -> None:
     parser.add_argument("--row-group", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--no-baseline", action="store_true", help="skip the whole-file load")
-    parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="work folder, kept (default: a temp dir, removed)"
+    )
     args = parser.parse_args()
 
+    if args.dir is None:
+        with tempfile.TemporaryDirectory(prefix="papersys-bench-migrate-") as tmp:
+            run(args, Path(tmp))
+    else:
+        run(args, args.dir)
+        print(f"(work folder {args.dir} kept; delete it when done)")
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    """Build the year file under ``work``, then measure each phase in its own process."""
     sys.path.insert(0, str(REPO))
     from tests.legacy_fixtures import big_shape_a
 
-    work = Path(args.dir or tempfile.mkdtemp(prefix="papersys-bench-migrate-"))
     source = work / "source"
     source.mkdir(parents=True, exist_ok=True)
     path = source / "2024.parquet"
@@ -133,7 +144,6 @@ def main() -> None:
     if peak:
         verdict = "OK" if peak < 2048 else "OVER"
         print(f"goal: migrate peak RSS < 2048 MB: {peak:,.0f} MB {verdict}")
-    print(f"(work folder {work}; delete it when done)")
 
 
 if __name__ == "__main__":

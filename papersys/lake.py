@@ -10,8 +10,11 @@ not at all.
 from __future__ import annotations
 
 import importlib
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import psutil
 
 from papersys.config import Config, LakeConfig, check_model_name
 from papersys.errors import LakeError
@@ -504,3 +508,25 @@ def _sql_str(value: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# --- lease holders (embedding_leases, job_leases) ---
+
+
+def new_lease_holder() -> tuple[str, str, int]:
+    """A unique holder id for a lease (embedding model, scheduler job), with host and pid."""
+    host = socket.gethostname()
+    pid = os.getpid()
+    return f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid
+
+
+def lease_holder_alive(host: str | None, pid: int | None) -> bool:
+    """A holder on this host whose process is gone is dead now, whatever its expiry says."""
+    if host != socket.gethostname() or pid is None:
+        return True
+    if not psutil.pid_exists(pid):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

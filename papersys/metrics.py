@@ -23,6 +23,7 @@ import duckdb
 from papersys import lake
 from papersys.config import Config
 from papersys.errors import PapersysError
+from papersys.http_server import BackgroundHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def write_textfile(config: Config, path: Path | None = None) -> Path:
     return target
 
 
-class MetricsServer:
+class MetricsServer(BackgroundHTTPServer):
     """``GET /metrics`` on a port (stdlib http.server); each scrape reads the lake afresh."""
 
     def __init__(self, config: Config, *, host: str = "0.0.0.0", port: int | None = None) -> None:
@@ -269,32 +270,14 @@ class MetricsServer:
                 return  # library code never prints
 
         try:
-            self._httpd = ThreadingHTTPServer((host, chosen), Handler)
+            httpd = ThreadingHTTPServer((host, chosen), Handler)
         except OSError as exc:
             raise PapersysError(
                 f"cannot serve metrics on port {chosen}: {exc.strerror}; "
                 "choose another [scheduler].metrics_port"
             ) from None
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(httpd)
 
     @property
     def port(self) -> int:
         return int(self._httpd.server_address[1])
-
-    def start(self) -> MetricsServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> MetricsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

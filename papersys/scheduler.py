@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import psutil
 
 from papersys import lake
 from papersys.config import Config
@@ -335,19 +334,6 @@ class LeaseInfo:
     expires_at: dt.datetime | None
 
 
-def _holder_id() -> tuple[str, str, int]:
-    host = socket.gethostname()
-    pid = os.getpid()
-    return f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid
-
-
-def _holder_alive(host: str | None, pid: int | None) -> bool:
-    """False only when the holder was on this host and its process is gone."""
-    if host != socket.gethostname() or pid is None:
-        return True
-    return psutil.pid_exists(pid)
-
-
 def read_leases(con: duckdb.DuckDBPyConnection) -> list[LeaseInfo]:
     rows = con.execute(
         """SELECT job, any_value(holder), any_value(host), any_value(pid),
@@ -365,7 +351,7 @@ def acquire_lease(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> tuple[Lease | None, LeaseInfo | None]:
     """Take the job's lease; return (lease, None), or (None, current holder) if it is held."""
-    holder, host, pid = _holder_id()
+    holder, host, pid = lake.new_lease_holder()
     expires = now + dt.timedelta(seconds=lease_seconds)
 
     def ensure_row() -> None:
@@ -385,7 +371,7 @@ def acquire_lease(
         for row in rows:
             info = LeaseInfo(*row)
             live = info.expires_at is not None and _as_utc(info.expires_at) > now
-            if live and _holder_alive(info.host, info.pid):
+            if live and lake.lease_holder_alive(info.host, info.pid):
                 return None, info
         con.execute(
             """UPDATE lake.job_leases SET holder = ?, host = ?, pid = ?, acquired_at = ?,

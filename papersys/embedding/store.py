@@ -15,15 +15,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
-import psutil
 import pyarrow as pa
 
 from papersys import lake
@@ -164,24 +161,6 @@ def iter_gap_chunks(
 # ---------------------------------------------------------------- lease
 
 
-def _holder_id() -> tuple[str, str, int]:
-    host = socket.gethostname()
-    pid = os.getpid()
-    return f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid
-
-
-def _holder_alive(host: str | None, pid: int | None) -> bool:
-    """A holder on this host whose process is gone is dead now, whatever its expiry says."""
-    if host != socket.gethostname() or pid is None:
-        return True
-    if not psutil.pid_exists(pid):
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def _as_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -193,7 +172,7 @@ def acquire_lease(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> tuple[Lease | None, LeaseHolder | None]:
     """Take the model's lease: (lease, None), or (None, the live holder) when it is held."""
-    holder, host, pid = _holder_id()
+    holder, host, pid = lake.new_lease_holder()
 
     def ensure_row() -> None:
         row = con.execute(
@@ -218,7 +197,7 @@ def acquire_lease(
         for row in rows:
             info = LeaseHolder(*row)
             live = info.expires_at is not None and _as_utc(info.expires_at) > now
-            if live and _holder_alive(info.host, info.pid):
+            if live and lake.lease_holder_alive(info.host, info.pid):
                 return None, info
         con.execute(
             f"""UPDATE {lake.LAKE_ALIAS}.embedding_leases

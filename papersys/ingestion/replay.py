@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from lxml import etree
 
 from papersys.errors import PapersysError
+from papersys.http_server import BackgroundHTTPServer
 from papersys.ingestion.parser import OAI_NS
 
 _Q = f"{{{OAI_NS}}}"
@@ -191,7 +192,7 @@ class OAIReplay:
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), kept
 
 
-class ReplayServer:
+class ReplayServer(BackgroundHTTPServer):
     """A threaded HTTP server on 127.0.0.1 answering OAI-PMH requests from an ``OAIReplay``."""
 
     def __init__(
@@ -218,31 +219,12 @@ class ReplayServer:
             def log_message(self, format: str, *args: object) -> None:
                 return  # quiet: library code never prints
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(ThreadingHTTPServer((host, port), Handler))
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/oai"
-
-    def start(self) -> Self:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
