@@ -24,12 +24,12 @@ from lxml import etree
 from papersys import lake
 from papersys.config import Config, load_config
 from papersys.errors import PapersysError
-from tests.conftest import FIXTURES, REPO_ROOT, SHARED_FIXTURES
+from tests.conftest import FIXTURES, REPO_ROOT
 
 OAI_NS = "{http://www.openarchives.org/OAI/2.0/}"
 LISTRECORDS = FIXTURES / "real" / "oai" / "arxivraw_listrecords_6records_2015.xml"
 GETRECORD = FIXTURES / "real" / "oai" / "arxivraw_getrecord_1302.2146.xml"
-EXCERPT = SHARED_FIXTURES / "oai" / "arxivraw_listrecords_excerpt.xml"
+EXCERPT = FIXTURES / "oai" / "real_arxivraw_listrecords_excerpt.xml"
 
 
 def fixture_payloads(path: Path) -> dict[str, tuple[str, str]]:
