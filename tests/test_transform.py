@@ -477,42 +477,22 @@ def test_duckdb_shell_runs_attach_sql_and_the_handy_queries(
 ) -> None:
     """What the README tells users to do: `duckdb -init sql/attach.sql`, then sql/queries.sql."""
     shell = Path(sys.executable).parent / "duckdb"  # installed by the duckdb-cli dependency
-    result = subprocess.run(
-        [
-            str(shell),
-            "-batch",
-            "-init",
-            str(REPO_ROOT / "sql" / "attach.sql"),
-            "-csv",
-            "-bail",
-            "-c",
-            "SELECT count(*) AS n FROM papers",
-        ],
-        cwd=env["root"].parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    attach = str(REPO_ROOT / "sql" / "attach.sql")
+
+    def run_shell(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(shell), "-batch", "-init", attach, "-csv", "-bail", *args],
+            cwd=env["root"].parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    result = run_shell("-c", "SELECT count(*) AS n FROM papers")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["n", str(len(papers(env["con"])))]
-    result = subprocess.run(
-        [
-            str(shell),
-            "-batch",
-            "-init",
-            str(REPO_ROOT / "sql" / "attach.sql"),
-            "-bail",
-            "-csv",
-            "-f",
-            str(REPO_ROOT / "sql" / "queries.sql"),
-        ],
-        cwd=env["root"].parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_shell("-f", str(REPO_ROOT / "sql" / "queries.sql"))
     assert result.returncode == 0 and "Error" not in result.stderr, result.stderr
     # Every query ran and printed its header (csv mode).
     for header in ("year,papers,revised", "model,papers,embedded,pct", "snapshot_id,"):
