@@ -41,9 +41,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help text as written: "[scheduler.jobs]" is not markup
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(cls=_Group, help="Check or show the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    cls=_Group,
+    help="Check or show the configuration.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[
@@ -496,7 +502,9 @@ def transform_command(
 
     Incremental by default: only raw records landed since the last run are parsed and merged
     into papers (tombstones remove papers). Every configured embedding model is registered first,
-    so the gap views cover it. Example: papersys transform --select papers+
+    so the gap views cover it.
+
+    Example: papersys transform --select papers+
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -553,7 +561,7 @@ def embed_gaps_command(
         typer.Option(
             "--model",
             "-m",
-            help="Model name from \\[embedding.models] (repeatable; default: all).",
+            help="Model name from [embedding.models] (repeatable; default: all).",
         ),
     ] = None,
     limit: Annotated[
@@ -694,6 +702,7 @@ migrate_app = typer.Typer(
     cls=_Group,
     help="Import legacy datasets (yearly Parquet, split CSV/Parquet, sharded pairs) and report.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(migrate_app, name="migrate")
 
