@@ -6,6 +6,9 @@ Exit codes: 0 ok, 1 failure, 2 usage error. Errors are one line on stderr, never
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -445,8 +448,19 @@ def _print_demo_queries(config: Config, model: str | None) -> None:
         and config.lake.root.resolve() == (Path.cwd() / "lake").resolve()
     )
     console.rule("[bold]explore")
+    # The shell comes with the install (duckdb-cli), next to this Python when not on PATH.
+    shell = "duckdb"
+    if shutil.which("duckdb") is None:
+        beside = Path(sys.executable).parent / "duckdb"
+        if beside.exists():
+            relative = os.path.relpath(beside)
+            shell = str(beside) if relative.startswith("..") else relative
     if default_catalog:
-        console.print("Open the lake in the DuckDB shell:  [bold]duckdb -init sql/attach.sql[/]")
+        console.print(
+            f"Open the lake in the DuckDB shell:  {shell} -init sql/attach.sql",
+            highlight=False,
+            markup=False,
+        )
     else:
         console.print(
             "Open the lake in the DuckDB shell (sql/attach.sql attaches ./lake; for this lake):\n"
