@@ -318,3 +318,24 @@ def test_payload_of_a_latin1_page() -> None:
     page = _one_record_page(metadata, '<?xml version="1.0" encoding="ISO-8859-1"?>')
     [record] = parse_page(page.encode("latin-1")).records
     assert "<title>Poincaré</title>" in (record.payload_xml or "")
+
+
+def test_payload_never_taken_from_a_record_whose_id_extends_this_one() -> None:
+    # The first record's metadata cannot be sliced (a comment before it), so the scan does not
+    # move past it; the second record's id is a prefix of the first's and must not match it:
+    # the second payload is still found, byte for byte (the entity as sent).
+    ns = 'xmlns="http://arxiv.org/OAI/arXivRaw/"'
+    page = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
+        "<responseDate>2025-01-01T00:00:00Z</responseDate><ListRecords>"
+        "<record><header><identifier>oai:arXiv.org:2501.00012</identifier>"
+        "<datestamp>2025-01-01</datestamp></header><!-- first --><metadata>"
+        f"<arXivRaw {ns}><title>First</title></arXivRaw></metadata></record>"
+        "<record><header><identifier>oai:arXiv.org:2501.0001</identifier>"
+        "<datestamp>2025-01-01</datestamp></header><metadata>"
+        f"<arXivRaw {ns}><title>&quot;Second&quot;</title></arXivRaw></metadata></record>"
+        "<resumptionToken/></ListRecords></OAI-PMH>"
+    ).encode()
+    first, second = parse_page(page).records
+    assert "<title>First</title>" in (first.payload_xml or "")
+    assert second.payload_xml == f"<arXivRaw {ns}><title>&quot;Second&quot;</title></arXivRaw>"

@@ -122,9 +122,9 @@ class _PayloadSlicer:
 
     The parser walks the page in order; so does this scan (plain ``bytes.find``, cheaper than
     re-serializing). A span is used only when it is certainly this record's and stands alone:
-    found after the record's identifier and ``</header>``, starting with the element's own
-    start tag and ending with its end tag, and that start tag declaring every namespace the
-    element has in scope. Otherwise (or for a page not in UTF-8) lxml serializes the element:
+    found after the record's ``<identifier>`` element and ``</header>``, starting with the
+    element's own start tag and ending with its end tag, and that start tag declaring every
+    namespace the span uses. Otherwise (or for a page not in UTF-8) lxml serializes the element:
     the same XML, not necessarily the same bytes.
     """
 
@@ -142,8 +142,9 @@ class _PayloadSlicer:
         if not self.enabled:
             return None
         data = self.data
-        # Anchor on this record: its identifier, its </header>, then <metadata> right after.
-        found = data.find(identifier.strip().encode(), self.pos)
+        # Anchor on this record: its whole <identifier> element (an id can be a prefix of
+        # another's), its </header>, then <metadata> right after.
+        found = data.find(b">" + identifier.strip().encode() + b"</identifier>", self.pos)
         header_end = data.find(b"</header>", found) if found >= 0 else -1
         if header_end < 0:
             return None
