@@ -298,6 +298,9 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
 def prepare_connection(con: duckdb.DuckDBPyConnection, lake: LakeConfig) -> None:
     """Load the extensions this lake needs and attach it as ``lake``. Safe to call twice."""
     con.execute("SET autoinstall_known_extensions = false")
+    # DuckDB draws its own progress bar on stdout for queries over 2 s: it would corrupt
+    # `status --json` and `metrics` output (papersys renders progress itself).
+    con.execute("SET enable_progress_bar = false")
     catalog = lake.catalog_uri
     load_extension(con, "ducklake")
     if catalog.startswith("ducklake:sqlite:"):
@@ -316,8 +319,11 @@ def prepare_connection(con: duckdb.DuckDBPyConnection, lake: LakeConfig) -> None
     }
     if LAKE_ALIAS in attached:
         return
+    attach = f"ATTACH '{_sql_str(catalog)}' AS {LAKE_ALIAS} (DATA_PATH '{_sql_str(data)}')"
     try:
-        con.execute(f"ATTACH '{_sql_str(catalog)}' AS {LAKE_ALIAS} (DATA_PATH '{_sql_str(data)}')")
+        # Processes opening a new SQLite-catalog lake at once race to create DuckLake's
+        # metadata tables; the losers see "database is locked" until the winner commits.
+        retry_while_locked(lambda: con.execute(attach))
     except duckdb.Error as exc:
         raise LakeError(
             f"cannot open the lake at {catalog} (data {data}): {_first_line(exc)}; "
@@ -325,12 +331,28 @@ def prepare_connection(con: duckdb.DuckDBPyConnection, lake: LakeConfig) -> None
         ) from None
 
 
+def retry_while_locked(action: Callable[[], T], *, retries: int = 12) -> T:
+    """Run ``action``, retrying (about 13 s of backoff in all) while the catalog is locked.
+
+    A SQLite catalog does not wait for another process's write: a read during it fails with
+    "database is locked" at once. Outside a transaction the action is simply repeated.
+    """
+    for attempt in range(retries):
+        try:
+            return action()
+        except duckdb.Error as exc:
+            if not is_conflict(exc):
+                raise
+            time.sleep(0.05 * (2 ** min(attempt, 5)) * (0.5 + random.random()))
+    return action()
+
+
 def connect(config: Config, *, migrate: bool = True) -> duckdb.DuckDBPyConnection:
     """Open DuckDB with the lake attached as ``lake`` (and in use), schema up to date."""
     con = duckdb.connect(":memory:")
     try:
         prepare_connection(con, config.lake)
-        con.execute(f"USE {LAKE_ALIAS}")
+        retry_while_locked(lambda: con.execute(f"USE {LAKE_ALIAS}"))
         if migrate:
             apply_migrations(con)
     except BaseException:

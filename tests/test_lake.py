@@ -69,6 +69,22 @@ def test_concurrent_first_open_of_a_new_lake(tmp_path: Path) -> None:
     assert n == 1
 
 
+def test_concurrent_first_opens_never_fail_on_the_locked_catalog(tmp_path: Path) -> None:
+    # Racing to create DuckLake's metadata in a new SQLite catalog: the losers retry.
+    ctx = multiprocessing.get_context("spawn")
+    expected = max(m.version for m in lake.MIGRATIONS)
+    with ctx.Pool(4) as pool:
+        for i in range(3):
+            root = str(tmp_path / f"lake{i}")
+            assert pool.map(_open_and_close, [root] * 4) == [expected] * 4
+
+
+def test_duckdb_never_draws_its_progress_bar(con) -> None:
+    # It would land on stdout, in the middle of `status --json` or `metrics` output.
+    setting = "SELECT value FROM duckdb_settings() WHERE name = 'enable_progress_bar'"
+    assert con.execute(setting).fetchone()[0] == "false"
+
+
 def test_transaction_rolls_back_on_error(con) -> None:
     with pytest.raises(RuntimeError), lake.transaction(con):
         con.execute(
